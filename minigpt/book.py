@@ -1,0 +1,110 @@
+"""Small helpers that every chapter notebook uses.
+
+- :func:`show_source` renders a minigpt function's or class's code, highlighted, in the page, so
+  the book teaches the package's own code rather than a pasted copy.
+- :func:`set_seed` seeds Python, NumPy and PyTorch, so stored outputs re-run to the same text.
+- :func:`controls` wires ipywidgets to a function for the chapters' interactive figures.
+- :func:`get_device` picks CUDA when there is a GPU and the CPU otherwise, and
+  :func:`on_colab` tells whether the notebook runs on Google Colab.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import random
+import sys
+import textwrap
+from typing import Any
+
+import numpy as np
+
+__all__ = ["show_source", "source_of", "set_seed", "get_device", "on_colab", "pick", "controls"]
+
+
+def source_of(obj: Any, *, docstring: bool = True) -> str:
+    """The source code of a function, class or method, dedented.
+
+    With ``docstring=False`` the docstring of ``obj`` itself is left out, which keeps long
+    explanations (already in the page's prose) from crowding the code.
+    """
+    try:
+        source = textwrap.dedent(inspect.getsource(obj))
+    except (OSError, TypeError) as exc:
+        raise TypeError(f"cannot show the source of {obj!r}: {exc}") from exc
+    if not docstring:
+        node = ast.parse(source).body[0]
+        body = getattr(node, "body", [])
+        if body and ast.get_docstring(node) is not None:
+            lines = source.splitlines(keepends=True)
+            del lines[body[0].lineno - 1 : body[0].end_lineno]
+            source = "".join(lines)
+    return source
+
+
+def show_source(obj: Any, *, docstring: bool = True) -> Any:
+    """Display ``obj``'s source, syntax-highlighted, as a notebook output.
+
+    Returns an ``IPython.display.Code`` object: its HTML is highlighted in Jupyter and in the
+    built book, and its plain-text form is the code itself.
+    """
+    from IPython.display import Code
+
+    return Code(source_of(obj, docstring=docstring), language="python")
+
+
+def set_seed(seed: int = 0) -> None:
+    """Seed Python's ``random``, NumPy's global generator and PyTorch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - seeds the legacy global generator on purpose
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency, but seeding should not fail
+        return
+    torch.manual_seed(seed)
+
+
+def get_device() -> str:
+    """``"cuda"`` when a CUDA GPU is present, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def on_colab() -> bool:
+    """Whether this code runs inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def pick(cpu: Any, gpu: Any, device: str | None = None) -> Any:
+    """Choose a setting by device: the small ``cpu`` one, or the ``gpu`` one on CUDA.
+
+    >>> pick(cpu=64, gpu=1024, device="cpu")
+    64
+    """
+    return gpu if (device or get_device()) == "cuda" else cpu
+
+
+def controls(fn: Any, **widgets_by_arg: Any) -> Any:
+    """Widgets that re-run ``fn(**values)`` into an output area each time one of them changes.
+
+    Unlike ``ipywidgets.interact``, nothing runs when the controls are created: the stored
+    notebook shows the controls only, and the chapter prints the default result in a cell of
+    its own, so the page and the strict notebook tests see the same output.
+
+    ``controls(plot, n=IntSlider(4, 1, 6), temperature=FloatSlider(1.0, 0.0, 2.0))``
+    """
+    import ipywidgets as widgets
+
+    if not widgets_by_arg:
+        raise ValueError("controls needs at least one widget, given as name=widget")
+    out = widgets.Output()
+
+    def refresh(_change: Any = None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            fn(**{name: w.value for name, w in widgets_by_arg.items()})
+
+    for w in widgets_by_arg.values():
+        w.observe(refresh, names="value")
+    return widgets.VBox([widgets.HBox(list(widgets_by_arg.values())), out])

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run every test: lint, unit tests against reference libraries, exercise graders (on the
+# reference solutions and on the stubs), and every chapter notebook under strict nbval.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+echo "== lint"
+"$VENV/bin/ruff" check .
+"$PY" tools/colab_cell.py --check
+"$PY" -m exercises.generate --check
+
+echo "== unit tests, graders and notebooks"
+jobs=$("$PY" -c 'import os; print(min(4, os.cpu_count() or 1))')
+"$PY" -m pytest tests chapters -n "$jobs" --dist loadfile \
+  --nbval --nbval-current-env --nbval-sanitize-with tools/nbval_sanitize.cfg \
+  --nbval-cell-timeout 300 --durations 15 "$@"
