@@ -6,6 +6,9 @@ An exercise names the minigpt function that is its reference solution. From that
   minigpt function, body ``raise NotImplementedError``) into ``exercises/<chapter>.py``;
 - the book shows the same function's code behind a "Solution" toggle (``show_source``);
 - ``python -m exercises.grade <chapter>`` runs the chapter's graders on the student's functions.
+
+Each chapter declares its exercises as ``CHAPTER`` in its grader module,
+``exercises/graders/<chapter>.py``, next to the graders.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -48,53 +52,17 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-_G1 = "exercises.graders.ch01_ngrams"
+def _discover() -> dict[str, Chapter]:
+    """Collect ``CHAPTER`` from every ``exercises/graders/ch*.py``, in chapter order."""
+    folder = Path(__file__).resolve().parent / "graders"
+    found = {}
+    for path in sorted(folder.glob("ch*.py")):
+        module = importlib.import_module(f"exercises.graders.{path.stem}")
+        found[module.CHAPTER.key] = module.CHAPTER
+    return found
 
-CHAPTERS: dict[str, Chapter] = {
-    "ch01_ngrams": Chapter(
-        key="ch01_ngrams",
-        title="Chapter 1: n-gram language models",
-        imports=(
-            "import math",
-            "from collections import Counter",
-            "from collections.abc import Iterable, Sequence",
-            "",
-            "import numpy as np",
-            "",
-            "from minigpt.ngram import BOS, EOS, Context, Token, ngrams, pad  # you may use these",
-        ),
-        exercises=(
-            Exercise(
-                "1.1",
-                "count_ngrams",
-                "minigpt.ngram:count_ngrams",
-                f"{_G1}:grade_count_ngrams",
-                "Count, for every order k = 1..order, which token follows each context.",
-            ),
-            Exercise(
-                "1.2",
-                "add_k_probability",
-                "minigpt.ngram:add_k_probability",
-                f"{_G1}:grade_add_k_probability",
-                "Write the add-k (Laplace when k = 1, Lidstone otherwise) estimate.",
-            ),
-            Exercise(
-                "1.3",
-                "perplexity",
-                "minigpt.ngram:perplexity",
-                f"{_G1}:grade_perplexity",
-                "Turn the log-probabilities of N predicted tokens into a perplexity.",
-            ),
-            Exercise(
-                "1.4",
-                "apply_temperature",
-                "minigpt.ngram:apply_temperature",
-                f"{_G1}:grade_apply_temperature",
-                "Rescale a distribution by a temperature, with T = 0 meaning greedy.",
-            ),
-        ),
-    ),
-}
+
+CHAPTERS: dict[str, Chapter] = _discover()
 
 
 def chapter(key: str) -> Chapter:

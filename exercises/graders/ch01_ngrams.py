@@ -14,8 +14,55 @@ from typing import Any
 
 import numpy as np
 
+from exercises.catalog import Chapter, Exercise
 from exercises.graders.common import check_docstring_examples, close
 from minigpt import ngram
+
+_HERE = "exercises.graders.ch01_ngrams"
+
+CHAPTER = Chapter(
+    key="ch01_ngrams",
+    title="Chapter 1: n-gram language models",
+    imports=(
+        "import math",
+        "from collections import Counter",
+        "from collections.abc import Iterable, Sequence",
+        "",
+        "import numpy as np",
+        "",
+        "from minigpt.ngram import BOS, EOS, Context, Token, ngrams, pad  # you may use these",
+    ),
+    exercises=(
+        Exercise(
+            "1.1",
+            "count_ngrams",
+            "minigpt.ngram:count_ngrams",
+            f"{_HERE}:grade_count_ngrams",
+            "Count, for every order k = 1..order, which token follows each context.",
+        ),
+        Exercise(
+            "1.2",
+            "add_k_probability",
+            "minigpt.ngram:add_k_probability",
+            f"{_HERE}:grade_add_k_probability",
+            "Write the add-k (Laplace when k = 1, Lidstone otherwise) estimate.",
+        ),
+        Exercise(
+            "1.3",
+            "perplexity",
+            "minigpt.ngram:perplexity",
+            f"{_HERE}:grade_perplexity",
+            "Turn the log-probabilities of N predicted tokens into a perplexity.",
+        ),
+        Exercise(
+            "1.4",
+            "apply_temperature",
+            "minigpt.ngram:apply_temperature",
+            f"{_HERE}:grade_apply_temperature",
+            "Rescale a distribution by a temperature, with T = 0 meaning greedy.",
+        ),
+    ),
+)
 
 
 def _random_corpus(rng: random.Random) -> list[str]:
