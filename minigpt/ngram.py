@@ -137,7 +137,8 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """Rescale a distribution: ``p_i^(1/T) / sum_j p_j^(1/T)``, shape ``(V,) -> (V,)``.
 
     ``T = 1`` leaves it unchanged, ``T < 1`` sharpens it, ``T > 1`` flattens it, and ``T = 0``
-    puts all mass on the most likely token (greedy decoding; ties go to the first).
+    puts all mass on the most likely token (greedy decoding; ties go to the first). Temperatures
+    below ``1e-12`` are treated as 0, where ``p^(1/T)`` would overflow.
 
     >>> apply_temperature(np.array([0.5, 0.25, 0.25]), 0.5).round(4).tolist()
     [0.6667, 0.1667, 0.1667]
@@ -145,7 +146,7 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     probs = np.asarray(probs, dtype=np.float64)
-    if temperature == 0:
+    if temperature < 1e-12:
         out = np.zeros_like(probs)
         out[np.argmax(probs)] = 1.0
         return out
@@ -382,6 +383,8 @@ class NGramLM:
             dist.pop(UNK, None)
             tokens = list(dist)
             probs = np.fromiter(dist.values(), dtype=np.float64, count=len(tokens))
+            if probs.sum() == 0:  # only <unk> ever followed this context (MLE, unk_cutoff > 1)
+                break
             probs = apply_temperature(probs / probs.sum(), temperature)
             token = tokens[rng.choice(len(tokens), p=probs)]
             if token == EOS:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run every test: lint, unit tests against reference libraries, exercise graders (on the
-# reference solutions and on the stubs), and every chapter notebook under strict nbval.
+# Run every test: lint, unit tests against reference libraries, minigpt's docstring examples,
+# exercise graders (on the reference solutions, the stubs and known wrong answers), and every
+# chapter notebook under strict nbval.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -11,6 +12,6 @@ echo "== lint"
 
 echo "== unit tests, graders and notebooks"
 jobs=$("$PY" -c 'import os; print(min(4, os.cpu_count() or 1))')
-"$PY" -m pytest tests chapters -n "$jobs" --dist loadfile \
+"$PY" -m pytest tests minigpt chapters -n "$jobs" --dist loadfile --doctest-modules \
   --nbval --nbval-current-env --nbval-sanitize-with tools/nbval_sanitize.cfg \
   --nbval-cell-timeout 300 --durations 15 "$@"

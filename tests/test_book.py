@@ -1,0 +1,169 @@
+"""The book's conventions, checked: every chapter notebook follows CONTRIBUTING.md."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import pkgutil
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import minigpt
+from minigpt import book
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def code_cells(path: Path) -> list[dict]:
+    return [c for c in cells(path) if c["cell_type"] == "code"]
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def test_there_are_chapters() -> None:
+    assert NOTEBOOKS, "no notebooks in chapters/"
+
+
+def test_every_chapter_is_in_the_table_of_contents() -> None:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = {ch["file"] for part in toc["parts"] for ch in part["chapters"]}
+    for nb in NOTEBOOKS:
+        assert f"chapters/{nb.stem}" in files, f"{nb.name} is missing from _toc.yml"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_first_code_cell_installs_minigpt_on_colab_only(path: Path) -> None:
+    from tools.colab_cell import install_cell_source, repository_url
+
+    first = source(code_cells(path)[0])
+    assert first == install_cell_source(), "run: python tools/colab_cell.py"
+    assert repository_url() in first
+    assert 'if "google.colab" in sys.modules:' in first
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_is_stored_executed_in_order_without_errors(path: Path) -> None:
+    counts = []
+    for cell in code_cells(path):
+        if not source(cell).strip():
+            continue
+        assert cell["execution_count"] is not None, f"unexecuted cell: {source(cell)[:60]!r}"
+        counts.append(cell["execution_count"])
+        for out in cell["outputs"]:
+            assert out["output_type"] != "error", f"stored error in {source(cell)[:60]!r}"
+    assert counts == list(range(1, len(counts) + 1)), "execute the notebook top to bottom"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_seeds_and_imports_minigpt(path: Path) -> None:
+    second = source(code_cells(path)[1])
+    assert "set_seed(" in second and "minigpt" in second
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_ignored_outputs_are_rare_and_never_hide_results(path: Path) -> None:
+    code = code_cells(path)
+    ignored = [c for c in code if source(c).lstrip().startswith("# NBVAL_IGNORE_OUTPUT")]
+    skipped = [c for c in code if "NBVAL_SKIP" in source(c)]
+    assert not skipped, "NBVAL_SKIP hides a cell from the tests entirely"
+    assert len(ignored) <= max(2, len(code) // 10), "too many cells hidden from nbval"
+
+
+def _public_minigpt_functions() -> set[str]:
+    names = set()
+    for info in pkgutil.iter_modules(minigpt.__path__):
+        module = __import__(f"minigpt.{info.name}", fromlist=["_"])
+        for name, obj in vars(module).items():
+            if (
+                not name.startswith("_")
+                and (inspect.isfunction(obj) or inspect.isclass(obj))
+                and obj.__module__ == module.__name__
+            ):
+                names.add(name)
+    return names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_does_not_paste_minigpt_code(path: Path) -> None:
+    """Notebooks show minigpt's code with show_source; they never redefine it."""
+    package = _public_minigpt_functions()
+    for cell in code_cells(path):
+        text = re.sub(r"^(\s*)[%!].*$", r"\1pass", source(cell), flags=re.M)  # magics
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                assert node.name not in package, f"{node.name} is minigpt's: show_source it"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_shows_package_source_and_cites(path: Path) -> None:
+    text = json.dumps(cells(path))
+    assert "show_source(" in text
+    assert "{cite}" in text and "{term}" in text
+
+
+def test_citations_exist_in_the_bibliography() -> None:
+    bib = (ROOT / "references.bib").read_text()
+    keys = set(re.findall(r"@\w+\{([^,]+),", bib))
+    pages = [*NOTEBOOKS, *(ROOT / name for name in ("intro.md", "glossary.md"))]
+    for page in pages:
+        for group in re.findall(r"\{cite[:a-z]*\}`([^`]+)`", page.read_text()):
+            for key in group.split(","):
+                assert key.strip() in keys, f"{page.name} cites unknown {key.strip()!r}"
+
+
+def test_source_of_shows_the_code_with_or_without_docstring() -> None:
+    from minigpt.ngram import perplexity
+
+    full = book.source_of(perplexity)
+    assert full.startswith("def perplexity(") and '"""' in full
+    bare = book.source_of(perplexity, docstring=False)
+    assert '"""' not in bare and "np.exp(-values.mean())" in bare
+    assert book.show_source(perplexity).data == full
+
+
+def test_source_of_rejects_objects_without_source() -> None:
+    with pytest.raises(TypeError, match="cannot show the source"):
+        book.source_of(len)
+
+
+def test_set_seed_makes_numpy_torch_and_random_repeat() -> None:
+    import random
+
+    book.set_seed(3)
+    first = (random.random(), np.random.rand(), torch.rand(1).item())  # noqa: NPY002
+    book.set_seed(3)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first  # noqa: NPY002
+
+
+def test_device_helpers() -> None:
+    assert book.get_device() in ("cpu", "cuda")
+    assert book.pick(cpu=1, gpu=2, device="cpu") == 1
+    assert book.pick(cpu=1, gpu=2, device="cuda") == 2
+    assert book.on_colab() is False
+
+
+def test_controls_run_only_when_a_widget_changes() -> None:
+    import ipywidgets as widgets
+
+    calls = []
+    slider = widgets.IntSlider(value=1, min=0, max=5)
+    box = book.controls(lambda n: calls.append(n), n=slider)
+    assert calls == [] and isinstance(box, widgets.VBox)
+    slider.value = 4
+    assert calls == [4]
+    with pytest.raises(ValueError, match="at least one widget"):
+        book.controls(print)
