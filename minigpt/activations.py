@@ -31,6 +31,8 @@ arithmetic, so autograd can differentiate it and the tests can compare it with
 ``torch.nn.functional``.
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -162,18 +164,14 @@ def gelu_grad(x: Tensor) -> Tensor:
     return _normal_cdf(x) + x * _normal_pdf(x)
 
 
-def _gelu_tanh_inner(x: Tensor) -> Tensor:
-    """u(x) = sqrt(2/pi) (x + 0.044715 x^3)."""
-    return SQRT_2_OVER_PI * (x + GELU_TANH_COEFF * x**3)
-
-
 def gelu_tanh(x: Tensor) -> Tensor:
     """GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 
     The form in GPT-2's code (``gelu`` in ``model.py``), used again by GPT-3; it agrees with
     :func:`gelu` to about 5e-4 everywhere.  Shape: any -> same.
     """
-    return 0.5 * x * (1.0 + tanh(_gelu_tanh_inner(x)))
+    u = SQRT_2_OVER_PI * (x + GELU_TANH_COEFF * x**3)
+    return 0.5 * x * (1.0 + tanh(u))
 
 
 def gelu_tanh_grad(x: Tensor) -> Tensor:
@@ -182,7 +180,7 @@ def gelu_tanh_grad(x: Tensor) -> Tensor:
     With u = sqrt(2/pi) (x + 0.044715 x^3) and t = tanh(u), the product and chain rules give
     ``0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)``.
     """
-    t = tanh(_gelu_tanh_inner(x))
+    t = tanh(SQRT_2_OVER_PI * (x + GELU_TANH_COEFF * x**3))
     du_dx = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_COEFF * x**2)
     return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx
 
@@ -276,8 +274,14 @@ def geglu(x: Tensor, dim: int = -1) -> Tensor:
 
 
 def swiglu(x: Tensor, dim: int = -1) -> Tensor:
-    """SwiGLU([a, b]) = a * SiLU(b), the FFN of PaLM and LLaMA.  Shape: (..., 2h) -> (..., h)."""
-    return _gated(x, silu, dim)
+    """SwiGLU([a, b]) = a * SiLU(b), the FFN of PaLM and LLaMA.  Shape: (..., 2h) -> (..., h).
+
+    The last (or ``dim``) axis holds the value half ``a`` first and the gate half ``b`` second,
+    as in ``torch.nn.functional.glu``; use :func:`split_halves`, which raises a ValueError when
+    that size is odd, and :func:`silu`.
+    """
+    value, gate = split_halves(x, dim)
+    return value * silu(gate)
 
 
 GATED_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {

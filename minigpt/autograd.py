@@ -44,6 +44,7 @@ __all__ = [
     "as_tensor",
     "cross_entropy",
     "gradient_check",
+    "linear_backward",
     "log_softmax",
     "numerical_gradient",
     "numerical_gradients",
@@ -543,6 +544,56 @@ def cross_entropy(logits: Tensor, targets: ArrayLike) -> Tensor:
 
     out._backward = backward
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# A backward rule written out by hand
+# ---------------------------------------------------------------------------------------------
+
+
+def linear_backward(
+    x: np.ndarray, w: np.ndarray, grad_out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The backward pass of a linear layer ``y = x @ w + b``, without the engine.
+
+    Given the upstream gradient ``grad_out = dL/dy``, the chain rule gives
+
+    * ``dL/dx = grad_out @ w.T``: each input feeds every output through one weight;
+    * ``dL/dw = x.T @ grad_out``: a sum over the ``N`` rows of the batch;
+    * ``dL/db = grad_out.sum(axis=0)``: ``b`` was broadcast to every row, so its gradient is
+      the sum of the rows' gradients (what :func:`unbroadcast` does).
+
+    Args:
+        x: inputs, shape ``(N, D_in)``.
+        w: weights, shape ``(D_in, D_out)``.
+        grad_out: ``dL/dy``, shape ``(N, D_out)``.
+
+    Returns:
+        ``(dL/dx, dL/dw, dL/db)`` with shapes ``(N, D_in)``, ``(D_in, D_out)``, ``(D_out,)``.
+
+    Example:
+
+    >>> dx, dw, db = linear_backward(np.ones((2, 3)), np.ones((3, 4)), np.ones((2, 4)))
+    >>> dx.shape, dw.shape, db.shape
+    ((2, 3), (3, 4), (4,))
+    >>> db
+    array([2., 2., 2., 2.])
+    """
+    x, w, grad_out = np.asarray(x), np.asarray(w), np.asarray(grad_out)
+    if x.ndim != 2 or w.ndim != 2 or grad_out.ndim != 2:
+        raise ValueError(
+            f"linear_backward: x, w and grad_out must be 2-D, got shapes {x.shape}, {w.shape}, "
+            f"{grad_out.shape}"
+        )
+    if x.shape[1] != w.shape[0] or grad_out.shape != (x.shape[0], w.shape[1]):
+        raise ValueError(
+            f"linear_backward: x {x.shape} @ w {w.shape} needs grad_out of shape "
+            f"({x.shape[0]}, {w.shape[1]}), got {grad_out.shape}"
+        )
+    grad_x = grad_out @ w.T  # (N, D_out) @ (D_out, D_in) -> (N, D_in)
+    grad_w = x.T @ grad_out  # (D_in, N) @ (N, D_out) -> (D_in, D_out)
+    grad_b = grad_out.sum(axis=0)  # (D_out,)
+    return grad_x, grad_w, grad_b
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,6 +60,8 @@ __all__ = [
     "Tokenizer",
     "bytes_to_unicode",
     "count_words",
+    "decode_with_merges",
+    "encode_with_merges",
     "get_pair_counts",
     "learn_merges",
     "merge",
@@ -213,6 +215,55 @@ def train_naive(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -
         chunks = [merge(ids, pair, new_id) for ids in chunks]
         merges[pair] = new_id
     return merges
+
+
+def encode_with_merges(
+    text: str, merges: Mapping[Pair, int], pattern: str = GPT2_SPLIT_PATTERN
+) -> list[int]:
+    """Encode ``text`` with learned ``merges``: BPE encoding in plain, slow Python.
+
+    ``merges`` is ``{(left_id, right_id): new_id}`` as :func:`train_naive` returns it; a pair
+    learned earlier has a smaller ``new_id`` (its *rank*). Split ``text`` with
+    :func:`pretokenize` and turn each pre-token into its UTF-8 byte values. Then, inside each
+    pre-token, merge the adjacent pair of lowest rank, everywhere it occurs (:func:`merge`),
+    and repeat until no adjacent pair is in ``merges``. Concatenate the pre-tokens' ids.
+
+    >>> merges = {(108, 111): 256, (256, 119): 257}  # b"l" b"o" -> b"lo", b"lo" b"w" -> b"low"
+    >>> encode_with_merges("low lo", merges)  # "low" and " lo": the space is byte 32
+    [257, 32, 256]
+    """
+    ids: list[int] = []
+    for piece in pretokenize(text, pattern):
+        chunk = list(piece.encode("utf-8"))
+        while len(chunk) >= 2:
+            pairs = get_pair_counts(chunk)
+            pair = min(pairs, key=lambda p: merges.get(p, float("inf")))
+            if pair not in merges:
+                break
+            chunk = merge(chunk, pair, merges[pair])
+        ids.extend(chunk)
+    return ids
+
+
+def decode_with_merges(ids: Iterable[int], merges: Mapping[Pair, int]) -> str:
+    """Decode token ids to text, given the ``merges`` that define the vocabulary.
+
+    Token ``i < 256`` is the single byte ``i``; a merge ``(a, b) -> new_id`` makes token
+    ``new_id`` the bytes of ``a`` followed by the bytes of ``b`` (merges come in the order
+    learned, so ``a`` and ``b`` are already defined). Join the bytes of all the tokens, then
+    decode them as UTF-8 once, replacing invalid bytes (half a character) with U+FFFD: one
+    character may be split across several tokens, so tokens cannot be decoded one by one.
+
+    >>> merges = {(228, 184): 256}  # the first two of the three bytes of "中"
+    >>> decode_with_merges([256, 173, 33], merges)
+    '中!'
+    >>> decode_with_merges([256], merges) == "\\ufffd"  # half a character
+    True
+    """
+    vocab = {i: bytes([i]) for i in range(256)}
+    for (a, b), new_id in merges.items():
+        vocab[new_id] = vocab[a] + vocab[b]
+    return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
 
 
 # ---------------------------------------------------------------------------------------
@@ -459,6 +510,40 @@ class BPETokenizer:
         return len(self._decoder)
 
     n_vocab = vocab_size
+
+    def truncated(self, num_merges: int) -> BPETokenizer:
+        """The same tokenizer with only its first ``num_merges`` merges.
+
+        Special tokens are kept and renumbered to follow the merged tokens. Training is
+        greedy, so the first ``k`` merges of a tokenizer trained to a large vocabulary are
+        exactly those of one trained to ``256 + k`` (+ special) tokens: one training run
+        gives every smaller vocabulary.
+
+        >>> tok = BPETokenizer.train("low lower lowest " * 50, vocab_size=263)
+        >>> tok.truncated(2)
+        BPETokenizer(vocab_size=259, merges=2, special_tokens=['<|endoftext|>'])
+        """
+        if not 0 <= num_merges <= len(self._merges):
+            raise ValueError(
+                f"num_merges must be between 0 and {len(self._merges)} (this tokenizer's "
+                f"number of merges), got {num_merges}"
+            )
+        merges = dict(list(self._merges.items())[:num_merges])
+        first = 256 + num_merges
+        order = sorted(self._special_tokens, key=self._special_tokens.__getitem__)
+        specials = {t: first + j for j, t in enumerate(order)}
+        return type(self)(merges, specials, self.pattern, self._byte_ids)
+
+    def bytes_per_token(self, text: str) -> float:
+        """Compression: UTF-8 bytes of ``text`` per token (special tokens as plain text).
+
+        >>> BPETokenizer().bytes_per_token("héllo")  # no merges: one token per byte
+        1.0
+        """
+        ids = self.encode_ordinary(text)
+        if not ids:
+            raise ValueError("cannot measure compression on an empty text")
+        return len(_to_utf8(text)) / len(ids)
 
     @property
     def merges(self) -> dict[Pair, int]:

@@ -26,6 +26,8 @@ The backward pass of LayerNorm is derived by hand in :func:`layer_norm_backward`
 :class:`torch.autograd.Function`, so autograd is only used by the tests, to check it.
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 

@@ -31,6 +31,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "adam_step",
     "batch_size_schedule",
     "clip_grad_norm_",
     "constant_schedule",
@@ -247,6 +249,63 @@ class AdamW(Adam):
         weight_decay: float = 1e-2,
     ) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def adam_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    t: int,
+    *,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step of Adam with decoupled weight decay (AdamW), as a pure function.
+
+    The same arithmetic as :class:`AdamW`, on arrays, returning new arrays:
+
+    1. ``θ ← θ (1 - lr λ)`` (decoupled weight decay; nothing when ``λ = 0``);
+    2. ``m_t = β1 m + (1 - β1) g`` and ``v_t = β2 v + (1 - β2) g²``;
+    3. ``m̂ = m_t / (1 - β1^t)``, ``v̂ = v_t / (1 - β2^t)`` (bias correction);
+    4. ``θ ← θ - lr m̂ / (√v̂ + ε)``.
+
+    Args:
+        param, grad, m, v: arrays of one shape: ``θ``, ``g_t`` and the moments after step
+            ``t - 1`` (zeros before the first step).
+        t: the step number, starting at 1.
+        lr: learning rate, ``>= 0``.
+        betas: ``(β1, β2)``, each in ``[0, 1)``. GPT-3: ``(0.9, 0.95)``.
+        eps: ``ε >= 0``, added after the square root. GPT-3: ``1e-8``.
+        weight_decay: ``λ >= 0``. GPT-3: 0.1.
+
+    Returns:
+        ``(new_param, new_m, new_v)``.
+
+    Example: the first step moves every coordinate by about ``lr``, whatever the gradient's
+    size, because ``m̂ / √v̂ = g / |g|``:
+
+    >>> p, m, v = adam_step(np.array([1.0, 1.0]), np.array([0.5, -20.0]), np.zeros(2),
+    ...                     np.zeros(2), t=1, lr=0.1)
+    >>> np.round(p, 6)
+    array([0.9, 1.1])
+    """
+    if not (isinstance(t, int | np.integer) and t >= 1):
+        raise ValueError(f"t counts steps from 1, got {t!r}")
+    _check_nonnegative("lr", lr)
+    _check_nonnegative("eps", eps)
+    _check_nonnegative("weight_decay", weight_decay)
+    _check_betas(betas)
+    beta1, beta2 = betas
+    param, grad = np.asarray(param, dtype=float), np.asarray(grad, dtype=float)
+    param = param * (1 - lr * weight_decay)  # decoupled weight decay
+    m = beta1 * np.asarray(m) + (1 - beta1) * grad  # first moment: a running mean of g
+    v = beta2 * np.asarray(v) + (1 - beta2) * grad**2  # second moment: a running mean of g²
+    m_hat = m / (1 - beta1**t)  # undo the pull towards m_0 = 0
+    v_hat = v / (1 - beta2**t)
+    return param - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from minigpt.autograd import (
     Tensor,
     cross_entropy,
     gradient_check,
+    linear_backward,
     numerical_gradient,
     numerical_gradients,
     relative_error,
@@ -534,3 +535,30 @@ def test_other_bad_inputs_raise() -> None:
         numerical_gradient(lambda a: a.sum(), np.ones(3), eps=0.0)
     with pytest.raises(ValueError, match="needs f to return a minigpt Tensor"):
         gradient_check(lambda a: 1.0, [np.ones(3)])
+
+
+# -- linear_backward: the backward rule written by hand ---------------------------------------
+
+
+def test_linear_backward_matches_the_engine_and_torch() -> None:
+    rng = np.random.default_rng(0)
+    x, w, b, g = rng.normal(size=(5, 3)), rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(
+        size=(5, 4)
+    )
+    dx, dw, db = linear_backward(x, w, g)
+    tx, tw, tb = (Tensor(a) for a in (x, w, b))
+    (tx @ tw + tb).backward(g)
+    np.testing.assert_allclose(dx, tx.grad, atol=1e-12)
+    np.testing.assert_allclose(dw, tw.grad, atol=1e-12)
+    np.testing.assert_allclose(db, tb.grad, atol=1e-12)
+    px, pw, pb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    torch.nn.functional.linear(px, pw.T, pb).backward(torch.tensor(g))
+    for ours, theirs in [(dx, px), (dw, pw), (db, pb)]:
+        np.testing.assert_allclose(ours, theirs.grad.numpy(), atol=1e-12)
+
+
+def test_linear_backward_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="needs grad_out of shape"):
+        linear_backward(np.ones((2, 3)), np.ones((3, 4)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="must be 2-D"):
+        linear_backward(np.ones(3), np.ones((3, 4)), np.ones((1, 4)))

@@ -24,6 +24,8 @@ from minigpt.bpe import (
     BPETokenizer,
     bytes_to_unicode,
     count_words,
+    decode_with_merges,
+    encode_with_merges,
     get_pair_counts,
     learn_merges,
     merge,
@@ -547,3 +549,50 @@ def test_gpt2_files_errors(tok: BPETokenizer, tmp_path: pathlib.Path) -> None:
     enc_path.write_text(json.dumps(encoder))
     with pytest.raises(ValueError, match="no entry for byte token 'Ġ'"):
         BPETokenizer.from_gpt2_files(enc_path, bpe_path)
+
+
+# ------------------------------------------------------------------ teaching helpers
+
+
+@SETTINGS
+@given(st.one_of(texts, any_text))
+def test_encode_with_merges_matches_tiktoken(tok: BPETokenizer, tik, text: str) -> None:
+    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    assert encode_with_merges(text, tok.merges) == tik.encode_ordinary(text)
+
+
+def test_encode_with_merges_on_shakespeare(tok: BPETokenizer, heldout: str) -> None:
+    text = heldout[:20_000]
+    assert encode_with_merges(text, tok.merges) == tok.encode_ordinary(text)
+
+
+def test_decode_with_merges_matches_tiktoken(tok: BPETokenizer, tik) -> None:
+    rng = random.Random(0)
+    ordinary = tok.vocab_size - len(tok.special_tokens)
+    for _ in range(200):
+        ids = [rng.randrange(ordinary) for _ in range(rng.randint(0, 12))]
+        assert decode_with_merges(ids, tok.merges) == tik.decode(ids) == tok.decode(ids)
+
+
+def test_truncated_equals_training_a_smaller_vocabulary(shakespeare: str) -> None:
+    text = shakespeare[:60_000]
+    big = BPETokenizer.train(text, 800, special_tokens=(ENDOFTEXT, PAD))
+    for k in (0, 1, 100, 542):
+        small = big.truncated(k)
+        again = BPETokenizer.train(text, 256 + k + 2, special_tokens=(ENDOFTEXT, PAD))
+        assert small.merges == again.merges
+        assert small.special_tokens == again.special_tokens == {ENDOFTEXT: 256 + k, PAD: 257 + k}
+        assert small.encode("To be<|pad|>", allowed_special="all") == again.encode(
+            "To be<|pad|>", allowed_special="all"
+        )
+    with pytest.raises(ValueError, match="num_merges must be between 0 and 542"):
+        big.truncated(543)
+
+
+def test_bytes_per_token(tok: BPETokenizer, heldout: str) -> None:
+    text = heldout[:5_000]
+    assert tok.bytes_per_token(text) == len(text.encode()) / len(tok.encode_ordinary(text))
+    assert BPETokenizer().bytes_per_token("é") == 1.0  # two bytes, two tokens
+    assert tok.truncated(0).bytes_per_token(text) == 1.0
+    with pytest.raises(ValueError, match="empty"):
+        tok.bytes_per_token("")

@@ -6,6 +6,7 @@ import copy
 import math
 from functools import partial
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -417,3 +418,34 @@ def test_bad_param_group_added_later_raises_and_is_not_stored() -> None:
 def test_clip_and_schedule_bad_arguments_raise(call, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# -- adam_step: one AdamW step as a pure function ---------------------------------------------
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+@pytest.mark.parametrize("betas", [(0.9, 0.999), optim.GPT3_BETAS])
+def test_adam_step_matches_torch_adamw(weight_decay: float, betas: tuple[float, float]) -> None:
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    grads = [torch.randn(3, 4, generator=g, dtype=torch.float64) for _ in range(20)]
+    p = start.clone().requires_grad_(True)
+    reference = torch.optim.AdamW([p], lr=0.01, betas=betas, eps=1e-8, weight_decay=weight_decay)
+    ours, m, v = start.numpy().copy(), np.zeros((3, 4)), np.zeros((3, 4))
+    for t, grad in enumerate(grads, start=1):
+        p.grad = grad.clone()
+        reference.step()
+        ours, m, v = optim.adam_step(
+            ours, grad.numpy(), m, v, t, lr=0.01, betas=betas, weight_decay=weight_decay
+        )
+    np.testing.assert_allclose(ours, p.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_adam_step_is_pure_and_checks_arguments() -> None:
+    param, grad, m, v = np.ones(2), np.ones(2), np.zeros(2), np.zeros(2)
+    optim.adam_step(param, grad, m, v, 1, lr=0.1, weight_decay=0.1)
+    assert param.tolist() == [1.0, 1.0] and m.tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="t counts steps from 1"):
+        optim.adam_step(param, grad, m, v, 0, lr=0.1)
+    with pytest.raises(ValueError, match="betas"):
+        optim.adam_step(param, grad, m, v, 1, lr=0.1, betas=(0.9, 1.0))

@@ -1,0 +1,415 @@
+"""Tiny models for the chapters' experiments, small enough to train in seconds on a CPU.
+
+The chapters on activations and normalization ask questions about parts of a transformer
+(which nonlinearity? where does the LayerNorm go?) before the book has built attention. These
+models keep just the parts in question:
+
+* :class:`TinyLM`, a character-level language model in the style of Bengio et al. (2003): the
+  embeddings of the last ``context`` characters are concatenated and projected to ``d_model``,
+  then go through ``n_layers`` residual feed-forward blocks (:class:`ResidualBlock`, the MLP
+  half of a transformer block) and an output layer that scores every next character.
+* :class:`ResidualBlock` with a switch between the two places a transformer puts its norm::
+
+      pre-LN  (GPT-2, GPT-3):          x = x + ffn(norm(x))      and one more norm at the end
+      post-LN (original Transformer):  x = norm(x + ffn(x))
+
+* :class:`DeepMLP`, a plain stack of ``depth`` equal-width layers, with or without residual
+  connections, to measure how gradients shrink or grow with depth (:func:`mlp_gradient_norms`).
+* :func:`train_steps` and :func:`run_seeds`: a short, deterministic AdamW loop on random
+  mini-batches, repeated over seeds so that every comparison shows its spread.
+
+Example::
+
+    vocab = char_vocab(text)
+    x, y = char_windows(text, context=8, vocab=vocab)      # (N, 8) and (N,)
+    torch.manual_seed(0)
+    model = TinyLM(len(vocab), context=8, activation="swiglu")
+    losses = train_steps(model, x, y, steps=150, seed=0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from minigpt.activations import ACTIVATIONS, GATED_ACTIVATIONS, FeedForward, matched_hidden_size
+from minigpt.layernorm import LayerNorm, RMSNorm
+
+__all__ = [
+    "NORMS",
+    "NORM_POSITIONS",
+    "DeepMLP",
+    "ResidualBlock",
+    "Run",
+    "TinyLM",
+    "char_vocab",
+    "char_windows",
+    "count_parameters",
+    "dead_unit_fraction",
+    "evaluate",
+    "make_norm",
+    "mlp_gradient_norms",
+    "run_seeds",
+    "train_steps",
+    "weight_gradient_norms",
+]
+
+NORMS = ("layernorm", "rmsnorm", "none")
+NORM_POSITIONS = ("pre", "post")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: sliding windows of characters
+# ---------------------------------------------------------------------------------------------
+
+
+def char_vocab(text: str) -> list[str]:
+    """The distinct characters of ``text``, sorted: index i is the id of character i.
+
+    >>> char_vocab("abracadabra")
+    ['a', 'b', 'c', 'd', 'r']
+    """
+    return sorted(set(text))
+
+
+def char_windows(text: str, context: int, vocab: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Every (context characters, next character) pair of ``text``, as ids in ``vocab``.
+
+    Returns ``x`` of shape (N, context) and ``y`` of shape (N,), N = len(text) - context:
+    ``y[i]`` is the character that follows ``x[i]``.
+
+    >>> x, y = char_windows("abcd", 2, vocab=["a", "b", "c", "d"])
+    >>> x.tolist(), y.tolist()
+    ([[0, 1], [1, 2]], [2, 3])
+    """
+    if context < 1:
+        raise ValueError(f"context must be at least 1 character, got {context}")
+    if len(text) <= context:
+        raise ValueError(f"text of {len(text)} characters is too short for context {context}")
+    stoi = {ch: i for i, ch in enumerate(vocab)}
+    unknown = sorted(set(text) - stoi.keys())
+    if unknown:
+        raise ValueError(f"characters {unknown} are not in the vocabulary; build it with "
+                         "char_vocab on a text that contains them")
+    ids = torch.tensor([stoi[ch] for ch in text], dtype=torch.long)
+    windows = ids.unfold(0, context + 1, 1)  # (N, context + 1)
+    return windows[:, :-1].contiguous(), windows[:, -1].contiguous()
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+def make_norm(kind: str, d_model: int, bias: bool = True) -> nn.Module:
+    """A normalization layer by name: "layernorm", "rmsnorm" (never a bias) or "none"."""
+    if kind == "layernorm":
+        return LayerNorm(d_model, bias=bias)
+    if kind == "rmsnorm":
+        return RMSNorm(d_model)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; allowed values: {list(NORMS)}")
+
+
+class ResidualBlock(nn.Module):
+    """A residual feed-forward block, the MLP half of a transformer block.
+
+    Input (..., d_model) -> output (..., d_model)::
+
+        norm_position="pre":   x + ffn(norm(x))
+        norm_position="post":  norm(x + ffn(x))
+
+    Args:
+        d_model: size of each vector.
+        d_hidden: hidden size of the :class:`~minigpt.activations.FeedForward`.
+        activation: any name that ``FeedForward`` accepts, e.g. "gelu_tanh" or "swiglu".
+        norm: "layernorm", "rmsnorm" or "none".
+        norm_position: "pre" or "post".
+        bias: whether the linear layers (and the LayerNorm) have bias vectors.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_hidden: int,
+        activation: str = "gelu_tanh",
+        norm: str = "layernorm",
+        norm_position: str = "pre",
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if norm_position not in NORM_POSITIONS:
+            raise ValueError(
+                f"unknown norm_position {norm_position!r}; allowed values: {list(NORM_POSITIONS)}"
+            )
+        self.norm_position = norm_position
+        self.norm = make_norm(norm, d_model, bias)
+        self.ffn = FeedForward(d_model, d_hidden, activation, bias=bias)
+
+    def ffn_input(self, x: Tensor) -> Tensor:
+        """What the block's FFN reads: norm(x) pre-LN, x post-LN.  Shape: same as x."""
+        return self.norm(x) if self.norm_position == "pre" else x
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Shape: (..., d_model) -> (..., d_model)."""
+        if self.norm_position == "pre":
+            return x + self.ffn(self.norm(x))
+        return self.norm(x + self.ffn(x))
+
+
+class TinyLM(nn.Module):
+    """Character-level MLP language model: last ``context`` characters -> next-character logits.
+
+    Input ids (B, context) -> logits (B, vocab_size)::
+
+        x = proj(concat(embed(c_1), ..., embed(c_context)))       (B, d_model)
+        x = block_L(... block_1(x))                               residual FFN blocks
+        logits = head(final_norm(x))                              final_norm only for pre-LN
+
+    ``d_hidden=None`` picks :func:`~minigpt.activations.matched_hidden_size`: 4 d_model for an
+    ordinary activation and 2/3 of that for a gated one, so GELU and SwiGLU models have about
+    the same number of parameters.
+
+    Args:
+        vocab_size: number of distinct characters.
+        context: how many previous characters the model reads.
+        d_embed: size of each character embedding.
+        d_model: width of the residual stream.
+        n_layers: number of residual blocks.
+        d_hidden: FFN hidden size, or None for the parameter-matched default.
+        activation, norm, norm_position, bias: as in :class:`ResidualBlock`.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        context: int = 8,
+        d_embed: int = 16,
+        d_model: int = 48,
+        n_layers: int = 2,
+        d_hidden: int | None = None,
+        activation: str = "gelu_tanh",
+        norm: str = "layernorm",
+        norm_position: str = "pre",
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, value in [("vocab_size", vocab_size), ("context", context),
+                            ("d_embed", d_embed), ("d_model", d_model)]:
+            if value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if n_layers < 0:
+            raise ValueError(f"n_layers must be >= 0, got {n_layers}")
+        if d_hidden is None:
+            d_hidden = matched_hidden_size(d_model, gated=activation in GATED_ACTIVATIONS)
+        self.context = context
+        self.embed = nn.Embedding(vocab_size, d_embed)
+        self.proj = nn.Linear(context * d_embed, d_model, bias=bias)
+        self.blocks = nn.ModuleList(
+            ResidualBlock(d_model, d_hidden, activation, norm, norm_position, bias)
+            for _ in range(n_layers)
+        )
+        pre = norm_position == "pre"
+        self.final_norm = make_norm(norm, d_model, bias) if pre else nn.Identity()
+        self.head = nn.Linear(d_model, vocab_size, bias=bias)
+
+    def forward(self, idx: Tensor) -> Tensor:
+        """Shape: (B, context) long -> (B, vocab_size) logits."""
+        if idx.ndim != 2 or idx.shape[1] != self.context:
+            raise ValueError(
+                f"TinyLM expected ids of shape (B, {self.context}), got {tuple(idx.shape)}"
+            )
+        x = self.proj(rearrange(self.embed(idx), "b k e -> b (k e)"))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.final_norm(x))
+
+    def ffn_inputs(self, idx: Tensor) -> list[Tensor]:
+        """What each block's FFN reads on ``idx``: one (B, d_model) tensor per block."""
+        x = self.proj(rearrange(self.embed(idx), "b k e -> b (k e)"))
+        inputs = []
+        for block in self.blocks:
+            inputs.append(block.ffn_input(x))
+            x = block(x)
+        return inputs
+
+
+class DeepMLP(nn.Module):
+    """``depth`` layers of equal width, each ``h = f(W h + b)``, or ``h = h + f(W h + b)``.
+
+    Weights start as N(0, gain^2 / width) and biases as 0: ``gain=1`` keeps the variance of a
+    linear layer's output equal to its input's (LeCun / Glorot-style), ``gain=sqrt(2)`` is He
+    initialization, made for ReLU.  Input (B, width) -> output (B, width).
+
+    Args:
+        width: size of every layer.
+        depth: number of layers.
+        activation: a name from :data:`~minigpt.activations.ACTIVATIONS`.
+        residual: add each layer's output to its input instead of replacing it.
+        gain: scale of the initial weights.
+    """
+
+    def __init__(
+        self, width: int, depth: int, activation: str = "relu", residual: bool = False,
+        gain: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; allowed: {list(ACTIVATIONS)}")
+        if width < 1 or depth < 1:
+            raise ValueError(f"width and depth must be positive, got {width} and {depth}")
+        self.f = ACTIVATIONS[activation].fn
+        self.residual = residual
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+        with torch.no_grad():
+            for layer in self.layers:
+                layer.weight.normal_(0.0, gain / math.sqrt(width))
+                layer.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Shape: (B, width) -> (B, width)."""
+        for layer in self.layers:
+            h = self.f(layer(x))
+            x = x + h if self.residual else h
+        return x
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters (entries of every tensor with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def weight_gradient_norms(loss: Tensor, weights: Sequence[Tensor]) -> list[float]:
+    """The L2 norm of ``d loss / d w`` for each tensor in ``weights``, in order.
+
+    Uses ``torch.autograd.grad``, so no ``.grad`` field is touched.
+    """
+    grads = torch.autograd.grad(loss, list(weights))
+    return [float(g.norm()) for g in grads]
+
+
+def mlp_gradient_norms(
+    activation: str,
+    depth: int,
+    residual: bool = False,
+    width: int = 64,
+    batch: int = 256,
+    gain: float = 1.0,
+    seed: int = 0,
+) -> list[float]:
+    """How much gradient reaches each layer of a fresh :class:`DeepMLP`, first layer first.
+
+    Entry ``l`` is the norm of ``d loss / d W_l`` for the weight matrix of layer ``l``.  The
+    loss is ``sum(output * probe) / batch`` for a fixed random ``probe``: its gradient at the
+    output is the same whatever the activation, so the differences between layers come only
+    from backpropagation through the stack.  Inputs and probe are N(0, 1), drawn from ``seed``,
+    which also seeds the weights, so the result is deterministic.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, width, generator=gen)
+    probe = torch.randn(batch, width, generator=gen)
+    torch.manual_seed(seed)
+    model = DeepMLP(width, depth, activation, residual, gain)
+    loss = (model(x) * probe).sum() / batch
+    return weight_gradient_norms(loss, [layer.weight for layer in model.layers])
+
+
+def dead_unit_fraction(ffn: FeedForward, x: Tensor) -> float:
+    """Share of an FFN's hidden units whose pre-activation is <= 0 for every row of ``x``.
+
+    For ReLU such a unit outputs 0 and gets no gradient on this data: it is *dead*.  For a
+    gated FFN the gate's pre-activation (``w3``) is tested.  ``x``: (B, d_model).
+    """
+    with torch.no_grad():
+        pre = (ffn.w1 if ffn.w3 is None else ffn.w3)(x)
+    return float((pre <= 0).all(dim=0).float().mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> float:
+    """Mean cross-entropy (nats per character) of ``model`` on all of (x, y), in eval mode."""
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i : i + batch_size])
+            total += float(F.cross_entropy(logits, y[i : i + batch_size], reduction="sum"))
+    model.train()
+    return total / len(x)
+
+
+def train_steps(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    seed: int = 0,
+    weight_decay: float = 0.0,
+) -> list[float]:
+    """Train with AdamW on random mini-batches of (x, y); the training loss of every step.
+
+    Batches are drawn from a generator seeded with ``seed``, so two calls with the same
+    seed and the same initial weights give the same losses.  If the loss stops being finite
+    (the run diverged), training stops and the remaining steps are reported as ``nan``.
+    """
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be positive, got {steps}, {batch_size}")
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model.train()
+    losses: list[float] = []
+    for _ in range(steps):
+        idx = torch.randint(len(x), (batch_size,), generator=gen)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        if not torch.isfinite(loss):
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses + [math.nan] * (steps - len(losses))
+
+
+@dataclass
+class Run:
+    """One training run: its seed, parameter count, training losses and final validation loss."""
+
+    seed: int
+    n_params: int
+    losses: list[float]
+    val_loss: float
+
+
+def run_seeds(
+    make_model: Callable[[], nn.Module],
+    train: tuple[Tensor, Tensor],
+    val: tuple[Tensor, Tensor],
+    seeds: Sequence[int],
+    **train_kwargs: float,
+) -> list[Run]:
+    """Train a fresh ``make_model()`` for each seed (weights and batches both seeded).
+
+    ``train_kwargs`` go to :func:`train_steps` (``steps`` is required).  A run that diverged
+    gets a validation loss of ``nan``.
+    """
+    runs = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = make_model()
+        losses = train_steps(model, *train, seed=seed, **train_kwargs)  # type: ignore[arg-type]
+        val_loss = evaluate(model, *val) if math.isfinite(losses[-1]) else math.nan
+        runs.append(Run(seed, count_parameters(model), losses, val_loss))
+    return runs
