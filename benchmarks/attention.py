@@ -18,13 +18,16 @@ the benchmark re-executes itself with glibc told to serve every allocation of 64
 its own ``mmap`` and to give freed memory back at once (``MALLOC_MMAP_THRESHOLD_=65536``,
 ``MALLOC_TRIM_THRESHOLD_=0``); otherwise freed heap memory is reused without showing up in the
 RSS, and small runs read as zero.  Alongside, the size of the largest intermediate tensor is
-computed analytically: ``4 B H T^2`` bytes (float32 scores) for naive attention, ``4 B H b^2``
-for one ``b x b`` tile of the tiled version, whose output and row statistics add ``O(B H T D)``.
+computed analytically: ``4 B H T^2`` bytes (float32 scores) for naive attention, which holds
+two such matrices at its peak (the scores and the softmax weights, plus boolean masks), and
+``4 B H b^2`` for one ``b x b`` tile of the tiled version, whose output and row statistics add
+``O(B H T D)``.
 On a GPU, ``torch.cuda.max_memory_allocated`` gives the peak directly.
 
 Times are CPU time (``time.process_time``) on one thread, fastest of ``--repeats`` runs.  On a
-CPU the tiled version is slower (a Python loop over tiles); FlashAttention's speed comes from
-keeping tiles in on-chip memory of a GPU, which the Triton kernel does.
+CPU the two take about the same time: the tiled loop pays Python overhead per tile but skips the
+tiles above the causal diagonal and keeps its tiles in cache.  FlashAttention's real speed-up
+comes from keeping tiles in the on-chip memory of a GPU, which the Triton kernel does.
 """
 
 from __future__ import annotations

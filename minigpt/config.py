@@ -53,10 +53,10 @@ NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu")
 POSITIONS = ("learned", "rope")
 ATTENTION_PATTERNS = ("dense", "alternating")
-#: Names the model code may dispatch on: ``"manual"`` (softmax(QK^T)V written out),
-#: ``"sdpa"`` (``torch.nn.functional.scaled_dot_product_attention``), ``"flash"`` (a tiled,
-#: online-softmax kernel in the style of FlashAttention).
-ATTENTION_BACKENDS = ("manual", "sdpa", "flash")
+#: The attention backends of :mod:`minigpt.attention`: ``"naive"`` (softmax(QK^T)V written
+#: out), ``"tiled"`` (FlashAttention's tiled online softmax in PyTorch), ``"sdpa"``
+#: (``torch.nn.functional.scaled_dot_product_attention``) and ``"triton"`` (the Triton kernel).
+ATTENTION_BACKENDS = ("naive", "tiled", "sdpa", "triton")
 
 # Fields that are filled in from others when left as None (see GPTConfig.replace).
 _DERIVED = ("d_head", "d_ff", "n_kv_heads")

@@ -244,7 +244,7 @@ def test_pickle_and_type_errors():
         (dict(mlp="relu"), "mlp must be one of 'gelu', 'swiglu'"),
         (dict(positions="sinusoidal"), "positions must be one of 'learned', 'rope'"),
         (dict(attention_pattern="sparse"), "attention_pattern must be one of 'dense'"),
-        (dict(attention_backend="xformers"), "attention_backend must be one of 'manual'"),
+        (dict(attention_backend="xformers"), "attention_backend must be one of 'naive'"),
         (dict(local_window=0), "local_window must be a positive integer"),
         (dict(d_head=7, positions="rope"), "d_head must be even, got 7"),
         (dict(bias=1), "bias must be True or False"),
