@@ -1,0 +1,487 @@
+"""GPT-3's training recipe for a :class:`~minigpt.model.GPT`, small enough to read in one sitting.
+
+What Brown et al. (2020, appendix B) describe, and where it lives here:
+
+* **Adam(W)** with ``β1 = 0.9``, ``β2 = 0.95``, ``ε = 1e-8`` and weight decay 0.1 on matrices
+  (:func:`minigpt.model.configure_optimizer`);
+* **global-norm gradient clipping** at 1.0 (:func:`minigpt.optim.clip_grad_norm_`);
+* **linear warmup, then cosine decay to 10 %** of the peak learning rate, counted in tokens
+  (:func:`minigpt.optim.warmup_cosine_schedule`);
+* a **batch-size ramp**: the batch grows linearly, in tokens seen, from a small start to the
+  full batch (:func:`minigpt.optim.batch_size_schedule`), realised here by **gradient
+  accumulation** over micro-batches of a fixed size;
+* **documents packed** into full-length sequences, separated by ``<|endoftext|>``, so that no
+  compute is spent on padding (:func:`pack_documents`, :class:`TokenBatcher`).
+
+:class:`Trainer` also evaluates on held-out data every ``eval_interval`` steps, records metrics
+(loss, learning rate, gradient norm, batch size, tokens/s) in :attr:`Trainer.history`, draws
+them with :func:`plot_metrics`, and writes checkpoints holding everything a run depends on
+(weights, optimizer moments, data position, random-number-generator states), so that a run
+stopped and resumed computes the same losses, step for step, as one that never stopped.
+Checkpoints are written with ``torch.save`` and read with ``torch.load(weights_only=True)``,
+which unpickles only tensors and plain containers: loading a file cannot run code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from minigpt.config import GPTConfig
+from minigpt.model import GPT, configure_optimizer
+from minigpt.optim import batch_size_schedule, clip_grad_norm_, warmup_cosine_schedule
+
+__all__ = [
+    "TokenBatcher",
+    "TrainConfig",
+    "Trainer",
+    "load_checkpoint",
+    "pack_documents",
+    "plot_metrics",
+    "rng_state",
+    "set_rng_state",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: packing and batching
+
+
+def pack_documents(documents: Iterable[Sequence[int] | Tensor], eot_id: int) -> Tensor:
+    """Concatenate tokenized documents into one stream, each followed by ``eot_id``.
+
+    GPT-2 and GPT-3 train on fixed-length sequences cut from such a stream; a sequence may span
+    a document boundary, and the ``<|endoftext|>`` token between them tells the model that the
+    text before it is unrelated. Returns a 1-D ``long`` tensor.
+
+    >>> pack_documents([[5, 6, 7], [8]], eot_id=0).tolist()
+    [5, 6, 7, 0, 8, 0]
+    """
+    if isinstance(eot_id, bool) or not isinstance(eot_id, int) or eot_id < 0:
+        raise ValueError(f"eot_id must be a token id (an int >= 0), got {eot_id!r}")
+    pieces = []
+    eot = torch.tensor([eot_id], dtype=torch.long)
+    for i, doc in enumerate(documents):
+        doc = torch.as_tensor(doc, dtype=torch.long).flatten()
+        if doc.numel() and int(doc.min()) < 0:
+            raise ValueError(f"document {i} has a negative token id {int(doc.min())}")
+        pieces += [doc, eot]
+    if not pieces:
+        raise ValueError("pack_documents needs at least one document")
+    return torch.cat(pieces)
+
+
+class TokenBatcher:
+    """Fixed-length training sequences cut from a token stream, in a reproducible order.
+
+    The stream ``tokens`` (1-D) is cut into ``n = (len(tokens) - 1) // seq_len`` windows: window
+    ``i`` gives inputs ``tokens[i*T : (i+1)*T]`` and targets shifted by one. Each epoch visits
+    the windows in a random order drawn from ``seed`` and the epoch number (or in order when
+    ``shuffle=False``). The position in the data is two integers, ``(epoch, cursor)``
+    (:meth:`state_dict`), so a resumed run reads exactly the batches it would have read.
+
+    >>> b = TokenBatcher(torch.arange(10), seq_len=3, shuffle=False)
+    >>> x, y = b.next_batch(2)
+    >>> x.tolist(), y.tolist()
+    ([[0, 1, 2], [3, 4, 5]], [[1, 2, 3], [4, 5, 6]])
+    """
+
+    def __init__(self, tokens: Tensor, seq_len: int, *, seed: int = 0, shuffle: bool = True):
+        tokens = torch.as_tensor(tokens)
+        if tokens.ndim != 1 or tokens.is_floating_point():
+            raise ValueError(f"tokens must be a 1-D integer tensor, got {tokens.dtype} "
+                             f"of shape {tuple(tokens.shape)}")
+        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+            raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
+        self.n_windows = (tokens.numel() - 1) // seq_len
+        if self.n_windows < 1:
+            raise ValueError(f"{tokens.numel()} tokens are too few for one sequence of "
+                             f"{seq_len} (+1 for the last target)")
+        self.tokens, self.seq_len = tokens.long(), seq_len
+        self.seed, self.shuffle = seed, shuffle
+        self.epoch, self.cursor = 0, 0
+        self._order = self._make_order()
+
+    def _make_order(self) -> Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n_windows)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n_windows, generator=g)
+
+    def next_batch(self, batch_size: int) -> tuple[Tensor, Tensor]:
+        """The next ``batch_size`` windows: ``x, y`` of shape ``(batch_size, seq_len)``."""
+        rows = []
+        for _ in range(batch_size):
+            if self.cursor == self.n_windows:
+                self.epoch, self.cursor = self.epoch + 1, 0
+                self._order = self._make_order()
+            start = int(self._order[self.cursor]) * self.seq_len
+            rows.append(self.tokens[start : start + self.seq_len + 1])
+            self.cursor += 1
+        batch = torch.stack(rows)  # (B, T + 1)
+        return batch[:, :-1], batch[:, 1:]
+
+    def state_dict(self) -> dict[str, int]:
+        """The position in the data: ``{"epoch", "cursor", "seed"}``."""
+        return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Go back to a position saved by :meth:`state_dict`."""
+        self.seed, self.epoch, self.cursor = state["seed"], state["epoch"], state["cursor"]
+        self._order = self._make_order()
+
+
+# ---------------------------------------------------------------------------------------------
+# Random-number-generator states
+
+
+def rng_state() -> dict[str, Any]:
+    """The states of Python's, NumPy's and torch's generators (CUDA too), as plain tensors and
+    containers that ``torch.load(weights_only=True)`` accepts."""
+    # NumPy's legacy global generator: what third-party code (and old notebooks) draw from.
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "cached": cached},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the generators saved by :func:`rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    numpy_state = (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                   n["cached"])
+    np.random.set_state(numpy_state)  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+
+
+@dataclass
+class TrainConfig:
+    """The settings of a training run (GPT-3's values where the paper gives one).
+
+    Attributes:
+        max_steps: optimizer steps to take.
+        batch_size: full batch, in sequences (GPT-3 175B: 1536 of 2048 tokens).
+        micro_batch_size: sequences per forward/backward pass; the batch is accumulated from
+            ``batch_size // micro_batch_size`` of them. ``None``: the whole batch at once.
+        seq_len: tokens per sequence; ``None``: the model's context.
+        lr: peak learning rate (GPT-3 Small: 6e-4).
+        min_lr_ratio: the floor of the cosine, as a fraction of ``lr`` (GPT-3: 0.1).
+        warmup_tokens: tokens of linear warmup (GPT-3: 375M).
+        decay_tokens: tokens at which the cosine reaches its floor, warmup included (GPT-3:
+            260B); ``None``: ``max_steps * batch_size * seq_len``.
+        batch_ramp_tokens: tokens over which the batch grows from ``start_batch_size`` to
+            ``batch_size`` (GPT-3: 4-12B); 0: no ramp.
+        start_batch_size: first batch, in sequences (GPT-3: 32k tokens); ``None``:
+            ``micro_batch_size``. The ramped batch is a multiple of ``micro_batch_size``.
+        weight_decay, betas, eps: AdamW's (GPT-3: 0.1, (0.9, 0.95), 1e-8).
+        grad_clip: global gradient-norm bound (GPT-3: 1.0); ``None``: no clipping.
+        eval_interval: evaluate every this many steps (and after the last); 0: never.
+        eval_batches: micro-batches of validation data per evaluation (always the same ones).
+        checkpoint_path, checkpoint_interval: write a checkpoint there every this many steps
+            (0: never).
+        progress: show a tqdm progress bar (off by default: notebooks and tests).
+        seed: seeds torch, NumPy and Python at the start, and the data order.
+    """
+
+    max_steps: int = 100
+    batch_size: int = 8
+    micro_batch_size: int | None = None
+    seq_len: int | None = None
+    lr: float = 6e-4
+    min_lr_ratio: float = 0.1
+    warmup_tokens: int = 0
+    decay_tokens: int | None = None
+    batch_ramp_tokens: int = 0
+    start_batch_size: int | None = None
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float | None = 1.0
+    eval_interval: int = 0
+    eval_batches: int = 4
+    checkpoint_path: str | None = None
+    checkpoint_interval: int = 0
+    progress: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        micro = self.micro
+        if self.batch_size % micro:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of "
+                             f"micro_batch_size ({micro})")
+        start = self.start_batch_size or micro
+        if not micro <= start <= self.batch_size or start % micro:
+            raise ValueError(f"start_batch_size must be a multiple of micro_batch_size ({micro}) "
+                             f"between it and batch_size ({self.batch_size}), got {start}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        for name in ("warmup_tokens", "batch_ramp_tokens", "eval_interval",
+                     "checkpoint_interval"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.checkpoint_interval and not self.checkpoint_path:
+            raise ValueError("checkpoint_interval needs a checkpoint_path")
+
+    @property
+    def micro(self) -> int:
+        """The micro-batch size in sequences."""
+        return self.micro_batch_size or self.batch_size
+
+
+class Trainer:
+    """Trains a :class:`GPT` with GPT-3's recipe; see the module docstring.
+
+    Args:
+        model: the model (its device is used for the batches).
+        train_tokens: the packed training stream (1-D, :func:`pack_documents`).
+        config: a :class:`TrainConfig`.
+        val_tokens: optional held-out stream for :meth:`evaluate`.
+
+    :meth:`train` runs up to ``config.max_steps`` (or ``steps`` more) and returns
+    :attr:`history`, one dict per step: ``step``, ``tokens`` (seen so far), ``loss`` (mean over
+    the batch), ``lr``, ``grad_norm`` (before clipping), ``batch_size`` (sequences),
+    ``tokens_per_s``, and ``val_loss`` on evaluation steps.
+    """
+
+    def __init__(
+        self,
+        model: GPT,
+        train_tokens: Tensor,
+        config: TrainConfig,
+        val_tokens: Tensor | None = None,
+    ) -> None:
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+        self.model, self.config = model, config
+        self.seq_len = config.seq_len or model.config.n_ctx
+        if self.seq_len > model.config.n_ctx:
+            raise ValueError(f"seq_len {self.seq_len} exceeds the model's context of "
+                             f"{model.config.n_ctx}")
+        self.device = next(model.parameters()).device
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)  # noqa: NPY002 (the legacy global generator)
+        random.seed(config.seed)
+        self.train_data = TokenBatcher(train_tokens, self.seq_len, seed=config.seed)
+        self.val_data = (None if val_tokens is None
+                         else TokenBatcher(val_tokens, self.seq_len, shuffle=False))
+        self.optimizer = configure_optimizer(model, config.lr, config.weight_decay,
+                                             config.betas, config.eps)
+        self.step, self.tokens_seen = 0, 0
+        self.history: list[dict[str, float]] = []
+
+    # -- schedules ------------------------------------------------------------------------
+
+    def lr_at(self, tokens: float) -> float:
+        """The learning rate after ``tokens`` training tokens: warmup, cosine, floor."""
+        c = self.config
+        decay = c.decay_tokens or c.max_steps * c.batch_size * self.seq_len
+        return c.lr * warmup_cosine_schedule(tokens, warmup_steps=c.warmup_tokens,
+                                             decay_steps=max(decay, c.warmup_tokens),
+                                             min_lr_ratio=c.min_lr_ratio)
+
+    def batch_size_at(self, tokens: float) -> int:
+        """The batch (sequences) after ``tokens`` training tokens: the linear ramp."""
+        c = self.config
+        start = c.start_batch_size or c.micro
+        return batch_size_schedule(tokens, full_batch_tokens=c.batch_size * self.seq_len,
+                                   ramp_tokens=c.batch_ramp_tokens,
+                                   start_batch_tokens=start * self.seq_len,
+                                   seq_len=self.seq_len, multiple=c.micro)
+
+    # -- one step, evaluation, the loop ---------------------------------------------------
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step: accumulate gradients over micro-batches, clip, update."""
+        c, model = self.config, self.model
+        t0 = time.perf_counter()
+        model.train()
+        lr = self.lr_at(self.tokens_seen)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.batch_size_at(self.tokens_seen)
+        n_micro = batch // c.micro
+        total = 0.0
+        for _ in range(n_micro):
+            x, y = self.train_data.next_batch(c.micro)
+            x, y = x.to(self.device), y.to(self.device)
+            _, loss = model(x, y)
+            (loss / n_micro).backward()  # the gradient of the mean over the whole batch
+            total += loss.item()
+        params = [p for p in model.parameters() if p.grad is not None]
+        if c.grad_clip is not None:
+            norm = clip_grad_norm_(params, c.grad_clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens_seen += batch * self.seq_len
+        elapsed = time.perf_counter() - t0
+        record = {"step": self.step, "tokens": self.tokens_seen, "loss": total / n_micro,
+                  "lr": lr, "grad_norm": float(norm), "batch_size": batch,
+                  "tokens_per_s": batch * self.seq_len / max(elapsed, 1e-9)}
+        self.history.append(record)
+        return record
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean loss over the first ``eval_batches`` micro-batches of the validation stream
+        (the same ones every time), in eval mode; consumes no random numbers."""
+        if self.val_data is None:
+            raise ValueError("evaluate needs val_tokens (pass them to Trainer)")
+        was_training = self.model.training
+        self.model.eval()
+        state = self.val_data.state_dict()
+        self.val_data.load_state_dict({**state, "epoch": 0, "cursor": 0})
+        losses = []
+        for _ in range(self.config.eval_batches):
+            x, y = self.val_data.next_batch(self.config.micro)
+            losses.append(self.model(x.to(self.device), y.to(self.device))[1].item())
+        self.val_data.load_state_dict(state)
+        self.model.train(was_training)
+        return sum(losses) / len(losses)
+
+    def train(self, steps: int | None = None) -> list[dict[str, float]]:
+        """Run ``steps`` more steps (default: up to ``max_steps``); return :attr:`history`."""
+        c = self.config
+        end = c.max_steps if steps is None else min(self.step + steps, c.max_steps)
+        bar = None
+        if c.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=end - self.step, desc="train")
+        while self.step < end:
+            record = self.train_step()
+            if self.val_data is not None and c.eval_interval and (
+                self.step % c.eval_interval == 0 or self.step == c.max_steps
+            ):
+                record["val_loss"] = self.evaluate()
+            if c.checkpoint_interval and self.step % c.checkpoint_interval == 0:
+                self.save_checkpoint(c.checkpoint_path)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
+        if bar is not None:
+            bar.close()
+        return self.history
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the rest of the run depends on, as tensors and plain containers."""
+        return {
+            "model": self.model.state_dict(),
+            "model_config": dataclasses.asdict(self.model.config),
+            "optimizer": self.optimizer.state_dict(),
+            "train_config": {k: (list(v) if isinstance(v, tuple) else v)
+                             for k, v in dataclasses.asdict(self.config).items()},
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "data": self.train_data.state_dict(),
+            "history": self.history,
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`: weights, optimizer, data position, RNG, counters."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.tokens_seen = state["step"], state["tokens_seen"]
+        self.train_data.load_state_dict(state["data"])
+        self.history = [dict(r) for r in state["history"]]
+        set_rng_state(state["rng"])
+
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`state_dict` to ``path`` (atomically: a temporary file, then rename)."""
+        tmp = f"{os.fspath(path)}.tmp"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        train_tokens: Tensor,
+        val_tokens: Tensor | None = None,
+        **overrides: Any,
+    ) -> Trainer:
+        """Rebuild model, optimizer and trainer from a checkpoint and continue where it
+        stopped. ``overrides`` change :class:`TrainConfig` fields (e.g. ``max_steps``)."""
+        state = load_checkpoint(path)
+        model = GPT(GPTConfig(**state["model_config"]))
+        fields = dict(state["train_config"])
+        fields["betas"] = tuple(fields["betas"])
+        fields.update(overrides)
+        trainer = cls(model, train_tokens, TrainConfig(**fields), val_tokens)
+        trainer.load_state_dict(state)
+        return trainer
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :meth:`Trainer.save_checkpoint` (``weights_only=True``)."""
+    if not os.path.exists(path):
+        raise ValueError(f"no checkpoint at {os.fspath(path)!r}")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plotting
+
+
+def plot_metrics(history: Sequence[dict[str, float]]):
+    """A matplotlib figure of a run: losses (train and validation), learning rate, gradient
+    norm and throughput against optimizer steps. Returns the ``Figure``."""
+    if not history:
+        raise ValueError("plot_metrics needs a non-empty history (run Trainer.train first)")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in history]
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True)
+    ax = axes[0, 0]
+    ax.plot(steps, [r["loss"] for r in history], label="train")
+    val = [(r["step"], r["val_loss"]) for r in history if "val_loss" in r]
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend()
+    for ax, key, label in [(axes[0, 1], "lr", "learning rate"),
+                           (axes[1, 0], "grad_norm", "gradient norm (before clipping)"),
+                           (axes[1, 1], "tokens_per_s", "tokens / s")]:
+        ax.plot(steps, [r[key] for r in history])
+        ax.set_ylabel(label)
+    for ax in axes[1]:
+        ax.set_xlabel("step")
+    if any(not math.isfinite(r["loss"]) for r in history):
+        axes[0, 0].set_title("warning: non-finite loss")
+    fig.tight_layout()
+    return fig

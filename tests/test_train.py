@@ -1,0 +1,153 @@
+"""minigpt.train: packing, batching, the GPT-3 recipe, and resume == uninterrupted."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from minigpt.config import GPTConfig
+from minigpt.model import GPT
+from minigpt.train import (
+    TokenBatcher,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    pack_documents,
+    plot_metrics,
+)
+
+CONFIG = GPTConfig(n_layer=2, d_model=32, n_heads=4, vocab_size=64, n_ctx=16, dropout=0.1)
+
+
+def _stream(n: int = 4000, seed: int = 0) -> torch.Tensor:
+    """Documents that count upwards (mod 63) from a random start: learnable, not random."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(5, 60, (n // 30,), generator=g)
+    starts = torch.randint(0, 63, (n // 30,), generator=g)
+    docs = [(torch.arange(int(k)) + int(s)) % 63 + 1 for k, s in zip(lengths, starts, strict=True)]
+    return pack_documents(docs, eot_id=0)
+
+
+def _train_config(**kw) -> TrainConfig:
+    base = dict(max_steps=6, batch_size=8, micro_batch_size=2, lr=3e-3, warmup_tokens=256,
+                batch_ramp_tokens=400, start_batch_size=4, eval_interval=3, eval_batches=2,
+                seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_pack_documents_separates_with_eot():
+    packed = pack_documents([torch.tensor([3, 4]), [5], []], eot_id=9)
+    assert packed.tolist() == [3, 4, 9, 5, 9, 9]
+    with pytest.raises(ValueError, match="eot_id"):
+        pack_documents([[1]], eot_id=-1)
+
+
+def test_batcher_covers_every_window_once_per_epoch():
+    b = TokenBatcher(torch.arange(41), seq_len=4, seed=3)
+    starts = [int(x[0, 0]) for x, _ in (b.next_batch(1) for _ in range(10))]
+    assert sorted(starts) == list(range(0, 40, 4))
+    x, y = b.next_batch(3)
+    assert x.shape == (3, 4) and torch.equal(x[:, 1:], y[:, :-1])
+    assert b.state_dict()["epoch"] == 1
+    with pytest.raises(ValueError, match="too few"):
+        TokenBatcher(torch.arange(4), seq_len=4)
+
+
+def test_batcher_state_round_trip():
+    a = TokenBatcher(torch.arange(200), seq_len=5, seed=2)
+    a.next_batch(7)
+    state = a.state_dict()
+    expected = a.next_batch(50)
+    b = TokenBatcher(torch.arange(200), seq_len=5, seed=2)
+    b.load_state_dict(state)
+    assert all(torch.equal(u, v) for u, v in zip(b.next_batch(50), expected, strict=True))
+
+
+def test_schedules_follow_gpt3_recipe():
+    torch.manual_seed(0)
+    trainer = Trainer(GPT(CONFIG), _stream(), _train_config(max_steps=10))
+    assert trainer.lr_at(0) == 0.0
+    assert trainer.lr_at(128) == pytest.approx(1.5e-3)  # half-way through the warmup
+    assert trainer.lr_at(256) == pytest.approx(3e-3)
+    assert trainer.lr_at(10 * 8 * 16) == pytest.approx(3e-4)  # 10 % floor at the end
+    assert trainer.batch_size_at(0) == 4 and trainer.batch_size_at(400) == 8
+    sizes = [trainer.batch_size_at(t) for t in range(0, 500, 50)]
+    assert sizes == sorted(sizes) and all(s % 2 == 0 for s in sizes)
+
+
+def test_training_reduces_loss_and_records_metrics():
+    torch.manual_seed(0)
+    config = CONFIG.replace(dropout=0.0)
+    trainer = Trainer(GPT(config), _stream(), _train_config(max_steps=30, eval_interval=10),
+                      val_tokens=_stream(600, seed=1))
+    history = trainer.train()
+    assert len(history) == 30
+    assert history[-1]["loss"] < history[0]["loss"] - 1.0
+    assert {"step", "tokens", "loss", "lr", "grad_norm", "batch_size", "tokens_per_s"} <= set(
+        history[0])
+    assert [r["step"] for r in history if "val_loss" in r] == [10, 20, 30]
+    fig = plot_metrics(history)
+    assert len(fig.axes) == 4
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_clipping_bounds_the_update():
+    torch.manual_seed(0)
+    trainer = Trainer(GPT(CONFIG), _stream(), _train_config(grad_clip=1e-3, max_steps=1,
+                                                          warmup_tokens=0))
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    record = trainer.train_step()
+    assert record["grad_norm"] > 1e-3
+    assert all(p.grad is None for p in trainer.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(),
+                                                      strict=True))
+
+
+def _comparable(history):
+    return [(r["step"], r["tokens"], r["loss"], r["lr"], r["grad_norm"], r.get("val_loss"))
+            for r in history]
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    stream, val = _stream(), _stream(600, seed=1)
+    torch.manual_seed(0)
+    straight = Trainer(GPT(CONFIG), stream, _train_config(), val_tokens=val)
+    expected = _comparable(straight.train())
+
+    torch.manual_seed(0)
+    first = Trainer(GPT(CONFIG), stream, _train_config(), val_tokens=val)
+    first.train(steps=4)  # stop in the middle of the batch ramp
+    path = tmp_path / "ckpt.pt"
+    first.save_checkpoint(path)
+    torch.manual_seed(123)  # the RNG state must come from the checkpoint, not from here
+    resumed = Trainer.from_checkpoint(path, stream, val_tokens=val)
+    assert resumed.step == 4
+    got = _comparable(resumed.train())
+    assert got == expected  # bit for bit
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    torch.manual_seed(0)
+    trainer = Trainer(GPT(CONFIG), _stream(), _train_config(max_steps=2, checkpoint_interval=1,
+                                                             checkpoint_path=str(tmp_path / "c")))
+    trainer.train()
+    state = load_checkpoint(tmp_path / "c")
+    assert state["step"] == 2 and state["data"]["cursor"] > 0
+    with pytest.raises(ValueError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing")
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="multiple of micro_batch_size"):
+        TrainConfig(batch_size=6, micro_batch_size=4)
+    with pytest.raises(ValueError, match="start_batch_size"):
+        TrainConfig(batch_size=8, micro_batch_size=2, start_batch_size=3)
+    with pytest.raises(ValueError, match="exceeds the model's context of 16"):
+        Trainer(GPT(CONFIG), _stream(), TrainConfig(seq_len=32))
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        TrainConfig(checkpoint_interval=5)
