@@ -39,23 +39,32 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from minigpt.activations import ACTIVATIONS, GATED_ACTIVATIONS, FeedForward, matched_hidden_size
+from minigpt.attention import MultiHeadAttention, attention_weights
 from minigpt.layernorm import LayerNorm, RMSNorm
+from minigpt.positions import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
 
 __all__ = [
     "NORMS",
     "NORM_POSITIONS",
+    "TINY_POSITIONS",
+    "AttentionBlock",
     "DeepMLP",
     "ResidualBlock",
     "Run",
     "TinyLM",
+    "TinyTransformer",
     "char_vocab",
     "char_windows",
     "count_parameters",
     "dead_unit_fraction",
     "evaluate",
+    "lag_batch",
     "make_norm",
     "mlp_gradient_norms",
+    "repeat_batch",
     "run_seeds",
+    "sequence_accuracy",
+    "train_sequence_steps",
     "train_steps",
     "weight_gradient_norms",
 ]
@@ -413,3 +422,176 @@ def run_seeds(
         val_loss = evaluate(model, *val) if math.isfinite(losses[-1]) else math.nan
         runs.append(Run(seed, count_parameters(model), losses, val_loss))
     return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny transformer for the attention chapter
+# ---------------------------------------------------------------------------------------------
+
+#: Position schemes of :class:`TinyTransformer`.
+TINY_POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
+
+
+class AttentionBlock(nn.Module):
+    """A pre-LN transformer block: ``x + attn(norm1(x))``, then ``x + ffn(norm2(x))``.
+
+    With ``d_hidden=0`` the block has no feed-forward half (an attention-only block).
+    Shape: ``(B, T, d_model) -> (B, T, d_model)``.
+    """
+
+    def __init__(
+        self, d_model: int, n_heads: int, d_hidden: int = 0, positions: str | None = None,
+        max_len: int = 2048, n_kv_heads: int | None = None, window: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm(d_model)
+        self.attn = MultiHeadAttention(
+            d_model, n_heads, n_kv_heads, backend="naive", positions=positions, max_len=max_len,
+            window=window,
+        )
+        self.norm2 = LayerNorm(d_model) if d_hidden else None
+        self.ffn = FeedForward(d_model, d_hidden) if d_hidden else None
+
+    def attention_weights(self, x: Tensor) -> Tensor:
+        """The softmax weights this block's attention puts on ``x``: ``(B, H, T, T)``."""
+        h = self.norm1(x)
+        q, k, _ = self.attn.qkv(h)
+        mask = self.attn.attention_mask(q.shape[2], k.shape[2], None, h)
+        return attention_weights(q, k, causal=self.attn.window is None, mask=mask)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x if self.ffn is None else x + self.ffn(self.norm2(x))
+
+
+class TinyTransformer(nn.Module):
+    """A small causal transformer: ids ``(B, T)`` -> next-token logits ``(B, T, vocab_size)``.
+
+    Token embedding, a position scheme, ``n_layers`` :class:`AttentionBlock`, a final LayerNorm
+    and an output layer.  ``positions``:
+
+    * ``"learned"``: a trained table of ``max_len`` vectors added to the input (GPT-3); it has
+      no row for position ``max_len`` or beyond, so longer inputs raise a ValueError;
+    * ``"sinusoidal"``: the fixed table of Vaswani et al., added to the input;
+    * ``"rope"`` or ``"alibi"``: applied inside every attention layer;
+    * ``"none"``: no position information except the causal mask.
+
+    ``max_len`` is the size of the tables (learned, sinusoidal, RoPE): the longest input the
+    model accepts.  ``windows`` gives each layer's band width (``None`` = dense).
+
+    >>> model = TinyTransformer(vocab_size=10, max_len=16, d_model=16, n_heads=2, n_layers=2)
+    >>> model(torch.zeros(3, 5, dtype=torch.long)).shape
+    torch.Size([3, 5, 10])
+    >>> model.attention_maps(torch.zeros(1, 5, dtype=torch.long)).shape  # (layer, B, H, T, T)
+    torch.Size([2, 1, 2, 5, 5])
+    """
+
+    def __init__(
+        self, vocab_size: int, max_len: int = 64, d_model: int = 32, n_heads: int = 2,
+        n_layers: int = 2, d_hidden: int = 0, positions: str = "learned",
+        n_kv_heads: int | None = None, windows: Sequence[int | None] | None = None,
+    ) -> None:
+        super().__init__()
+        if positions not in TINY_POSITIONS:
+            raise ValueError(f"unknown positions {positions!r}; allowed: {list(TINY_POSITIONS)}")
+        windows = [None] * n_layers if windows is None else list(windows)
+        if len(windows) != n_layers:
+            raise ValueError(f"windows needs one entry per layer ({n_layers}), got {len(windows)}")
+        self.positions, self.max_len = positions, max_len
+        self.embed = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        self.pos = None
+        if positions == "learned":
+            self.pos = LearnedPositionalEmbedding(max_len, d_model)
+        elif positions == "sinusoidal":
+            self.pos = SinusoidalPositionalEmbedding(max_len, d_model)
+        inner = positions if positions in ("rope", "alibi") else None
+        self.blocks = nn.ModuleList(
+            AttentionBlock(d_model, n_heads, d_hidden, inner, max_len, n_kv_heads, w)
+            for w in windows
+        )
+        self.final_norm = LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def _input(self, idx: Tensor) -> Tensor:
+        if idx.ndim != 2:
+            raise ValueError(f"TinyTransformer expects ids of shape (B, T), got {tuple(idx.shape)}")
+        x = self.embed(idx)
+        return x if self.pos is None else x + self.pos(idx.shape[1])
+
+    def forward(self, idx: Tensor) -> Tensor:
+        """Shape: ``(B, T)`` long -> ``(B, T, vocab_size)`` logits."""
+        x = self._input(idx)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.final_norm(x))
+
+    @torch.no_grad()
+    def attention_maps(self, idx: Tensor) -> Tensor:
+        """Every layer's attention weights on ``idx``: ``(n_layers, B, H, T, T)``."""
+        x, maps = self._input(idx), []
+        for block in self.blocks:
+            maps.append(block.attention_weights(x))
+            x = block(x)
+        return torch.stack(maps)
+
+
+def repeat_batch(
+    batch: int, half: int, vocab_size: int, gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Random sequences shown twice, ``x = (a_1 .. a_half, a_1 .. a_half)``, ``(batch, 2 half)``.
+
+    ``y`` is the next token, with ``-100`` (ignored by ``F.cross_entropy``) wherever it cannot
+    be known: the first half and the last position.  In the second half the answer is always in
+    the context, ``half - 1`` positions back.
+    """
+    a = torch.randint(vocab_size, (batch, half), generator=gen)
+    x = torch.cat([a, a], dim=1)
+    y = torch.full_like(x, -100)
+    y[:, half - 1 : -1] = x[:, half:]
+    return x, y
+
+
+def lag_batch(batch: int, length: int, vocab_size: int, lag: int, gen: torch.Generator,
+              ) -> tuple[Tensor, Tensor]:
+    """Random tokens ``x (batch, length)``; the target at position ``t`` is ``x[t - lag]``.
+
+    Positions ``t < lag`` have no answer and get ``-100`` (ignored).  The rule is the same at
+    every position, so a model that learned it *relative* to ``t`` works at any length.
+    """
+    if not 1 <= lag < length:
+        raise ValueError(f"lag must be in [1, length), got lag={lag}, length={length}")
+    x = torch.randint(vocab_size, (batch, length), generator=gen)
+    y = torch.full_like(x, -100)
+    y[:, lag:] = x[:, :-lag]
+    return x, y
+
+
+def train_sequence_steps(
+    model: nn.Module, make_batch: Callable[[torch.Generator], tuple[Tensor, Tensor]],
+    steps: int, lr: float = 3e-3, seed: int = 0,
+) -> list[float]:
+    """AdamW on fresh batches ``make_batch(gen)`` of ids and targets ``(B, T)`` (``-100`` =
+    ignored); returns the loss of every step.  ``gen`` is seeded with ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        x, y = make_batch(gen)
+        loss = F.cross_entropy(rearrange(model(x), "b t v -> b v t"), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+@torch.no_grad()
+def sequence_accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    """Share of the positions with a target (``y != -100``) where the top logit is right."""
+    model.eval()
+    pred = model(x).argmax(dim=-1)
+    model.train()
+    keep = y != -100
+    return float((pred[keep] == y[keep]).float().mean())

@@ -183,3 +183,75 @@ def test_run_seeds_and_evaluate() -> None:
     with torch.no_grad():
         want = float(F.cross_entropy(model(x), y))
     assert evaluate(model, x, y, batch_size=7) == pytest.approx(want, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# TinyTransformer (chapter 6)
+
+
+def test_tiny_transformer_attention_maps_are_causal_distributions() -> None:
+    from minigpt.tiny import TinyTransformer
+
+    torch.manual_seed(0)
+    for positions in ("learned", "sinusoidal", "rope", "alibi", "none"):
+        model = TinyTransformer(11, max_len=12, d_model=16, n_heads=2, n_layers=2,
+                                positions=positions, d_hidden=32 if positions == "rope" else 0)
+        idx = torch.randint(11, (2, 9))
+        assert model(idx).shape == (2, 9, 11)
+        maps = model.attention_maps(idx)
+        assert maps.shape == (2, 2, 2, 9, 9)
+        assert torch.allclose(maps.sum(-1), torch.ones(2, 2, 2, 9))
+        assert (maps.triu(diagonal=1) == 0).all()
+
+
+def test_tiny_transformer_maps_reproduce_the_attention_output() -> None:
+    from einops import rearrange
+
+    from minigpt.tiny import TinyTransformer
+
+    torch.manual_seed(1)
+    model = TinyTransformer(7, max_len=8, d_model=16, n_heads=4, n_layers=1, windows=[3])
+    idx = torch.randint(7, (2, 8))
+    block = model.blocks[0]
+    x = model._input(idx)
+    weights = block.attention_weights(x)
+    assert (weights[..., 5, :3] == 0).all()  # band of 3: position 5 sees 3, 4, 5 only
+    _, _, v = block.attn.qkv(block.norm1(x))
+    want = block.attn.c_proj(rearrange(weights @ v, "b h t d -> b t (h d)"))
+    assert torch.allclose(block.attn(block.norm1(x)), want, atol=1e-6)
+
+
+def test_tiny_transformer_learned_positions_stop_at_max_len() -> None:
+    from minigpt.tiny import TinyTransformer
+
+    model = TinyTransformer(5, max_len=4, d_model=8, n_heads=2, n_layers=1)
+    with pytest.raises(ValueError, match="do not fit in the position table"):
+        model(torch.zeros(1, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="allowed"):
+        TinyTransformer(5, positions="wrong")
+
+
+def test_sequence_tasks_and_training_learn_the_copy() -> None:
+    from functools import partial
+
+    from minigpt.tiny import (
+        TinyTransformer,
+        lag_batch,
+        repeat_batch,
+        sequence_accuracy,
+        train_sequence_steps,
+    )
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = repeat_batch(3, 4, 10, gen)
+    assert (x[:, :4] == x[:, 4:]).all() and (y[:, 3:7] == x[:, 4:]).all()
+    assert (y[:, :3] == -100).all()
+    x, y = lag_batch(2, 6, 10, 2, gen)
+    assert (y[:, 2:] == x[:, :-2]).all() and (y[:, :2] == -100).all()
+    with pytest.raises(ValueError, match="lag"):
+        lag_batch(2, 6, 10, 6, gen)
+    torch.manual_seed(0)
+    model = TinyTransformer(8, max_len=16, d_model=32, n_heads=2, n_layers=1)
+    losses = train_sequence_steps(model, partial(lag_batch, 32, 16, 8, 2), steps=150, lr=3e-3)
+    assert losses[-1] < 0.2 * losses[0]
+    assert sequence_accuracy(model, *lag_batch(64, 16, 8, 2, gen)) > 0.9
