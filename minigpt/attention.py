@@ -405,6 +405,28 @@ class KVCache:
         self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
         return self.k, self.v
 
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows ``index`` ``(B_new,)``, in that order, repeats allowed (beam search).
+
+        ``k, v`` ``(B, Hkv, T, D) -> (B_new, Hkv, T, D)``: row ``i`` becomes old row
+        ``index[i]``, as :func:`torch.index_select` along axis 0.
+
+        >>> cache = KVCache()
+        >>> _ = cache.append(torch.arange(3.0).view(3, 1, 1, 1), torch.zeros(3, 1, 1, 1))
+        >>> cache.reorder(torch.tensor([2, 2, 0])); cache.k.flatten().tolist()
+        [2.0, 2.0, 0.0]
+        """
+        if self.k is None:
+            return
+        if not isinstance(index, Tensor) or index.ndim != 1 or index.is_floating_point():
+            raise ValueError(f"index must be a 1-D integer tensor of batch rows, got {index!r}")
+        b = self.k.shape[0]
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= b):
+            raise ValueError(f"index holds rows outside [0, {b}): {index.tolist()}")
+        index = index.to(self.k.device, torch.long)
+        self.k = self.k.index_select(0, index)
+        self.v = self.v.index_select(0, index)
+
     def reset(self) -> None:
         """Forget every cached token."""
         self.k = self.v = None
