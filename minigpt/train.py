@@ -49,6 +49,7 @@ __all__ = [
     "pack_documents",
     "plot_metrics",
     "rng_state",
+    "sequence_nll",
     "set_rng_state",
 ]
 
@@ -203,6 +204,9 @@ class TrainConfig:
         eval_batches: micro-batches of validation data per evaluation (always the same ones).
         checkpoint_path, checkpoint_interval: write a checkpoint there every this many steps
             (0: never).
+        early_stopping_patience: stop after this many evaluations in a row without a new best
+            validation loss (0: never stop early). Whatever it is, the weights of the best
+            evaluation are kept in :attr:`Trainer.best_model_state`.
         progress: show a tqdm progress bar (off by default: notebooks and tests).
         seed: seeds torch, NumPy and Python at the start, and the data order.
     """
@@ -225,6 +229,7 @@ class TrainConfig:
     eval_batches: int = 4
     checkpoint_path: str | None = None
     checkpoint_interval: int = 0
+    early_stopping_patience: int = 0
     progress: bool = False
     seed: int = 0
 
@@ -246,11 +251,13 @@ class TrainConfig:
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         for name in ("warmup_tokens", "batch_ramp_tokens", "eval_interval",
-                     "checkpoint_interval"):
+                     "checkpoint_interval", "early_stopping_patience"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.checkpoint_interval and not self.checkpoint_path:
             raise ValueError("checkpoint_interval needs a checkpoint_path")
+        if self.early_stopping_patience and not self.eval_interval:
+            raise ValueError("early_stopping_patience needs an eval_interval (and val_tokens)")
 
     @property
     def micro(self) -> int:
@@ -271,6 +278,12 @@ class Trainer:
     :attr:`history`, one dict per step: ``step``, ``tokens`` (seen so far), ``loss`` (mean over
     the batch), ``lr``, ``grad_norm`` (before clipping), ``batch_size`` (sequences),
     ``tokens_per_s``, and ``val_loss`` on evaluation steps.
+
+    Early stopping: :attr:`best_val_loss` and :attr:`best_step` record the best evaluation so
+    far and :attr:`best_model_state` a copy of its weights; with
+    ``config.early_stopping_patience = p`` training stops (:attr:`stopped_early`) after ``p``
+    evaluations in a row without a new best. ``trainer.model.load_state_dict(
+    trainer.best_model_state)`` goes back to the best weights.
     """
 
     def __init__(
@@ -298,6 +311,9 @@ class Trainer:
                                              config.betas, config.eps)
         self.step, self.tokens_seen = 0, 0
         self.history: list[dict[str, float]] = []
+        self.best_val_loss, self.best_step, self.evals_since_best = math.inf, 0, 0
+        self.best_model_state: dict[str, Tensor] | None = None
+        self.stopped_early = False
 
     # -- schedules ------------------------------------------------------------------------
 
@@ -380,12 +396,13 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=end - self.step, desc="train")
-        while self.step < end:
+        while self.step < end and not self.stopped_early:
             record = self.train_step()
             if self.val_data is not None and c.eval_interval and (
                 self.step % c.eval_interval == 0 or self.step == c.max_steps
             ):
                 record["val_loss"] = self.evaluate()
+                self._track_best(record["val_loss"])
             if c.checkpoint_interval and self.step % c.checkpoint_interval == 0:
                 self.save_checkpoint(c.checkpoint_path)
             if bar is not None:
@@ -394,6 +411,17 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self.history
+
+    def _track_best(self, val_loss: float) -> None:
+        """Update the best evaluation and decide whether to stop early."""
+        if val_loss < self.best_val_loss:
+            self.best_val_loss, self.best_step, self.evals_since_best = val_loss, self.step, 0
+            self.best_model_state = {k: v.detach().clone()
+                                     for k, v in self.model.state_dict().items()}
+        else:
+            self.evals_since_best += 1
+        patience = self.config.early_stopping_patience
+        self.stopped_early = bool(patience) and self.evals_since_best >= patience
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -410,6 +438,9 @@ class Trainer:
             "data": self.train_data.state_dict(),
             "history": self.history,
             "rng": rng_state(),
+            "best": {"val_loss": self.best_val_loss, "step": self.best_step,
+                     "evals_since_best": self.evals_since_best,
+                     "model": self.best_model_state, "stopped_early": self.stopped_early},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -420,6 +451,12 @@ class Trainer:
         self.train_data.load_state_dict(state["data"])
         self.history = [dict(r) for r in state["history"]]
         set_rng_state(state["rng"])
+        best = state.get("best", {})
+        self.best_val_loss = best.get("val_loss", math.inf)
+        self.best_step = best.get("step", 0)
+        self.evals_since_best = best.get("evals_since_best", 0)
+        self.best_model_state = best.get("model")
+        self.stopped_early = best.get("stopped_early", False)
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`state_dict` to ``path`` (atomically: a temporary file, then rename)."""
@@ -452,6 +489,53 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     if not os.path.exists(path):
         raise ValueError(f"no checkpoint at {os.fspath(path)!r}")
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out likelihood
+
+
+@torch.no_grad()
+def sequence_nll(model: torch.nn.Module, tokens: Tensor, window: int) -> tuple[float, int]:
+    """Total negative log-likelihood (nats) of a token stream, and how many tokens it covers.
+
+    The stream ``tokens`` (1-D) is cut into consecutive, non-overlapping windows of at most
+    ``window`` inputs: window ``i`` feeds ``tokens[i*w : (i+1)*w]`` and is scored on the next
+    tokens ``tokens[i*w + 1 : (i+1)*w + 1]``; the last window is shorter when the stream does
+    not divide evenly, so every token but the first is predicted exactly once. ``model(x)``
+    must return ``(logits, ...)`` with logits of shape ``(1, T, V)``. Returns
+    ``(sum of -log P(token | earlier tokens in its window), number of tokens predicted)``,
+    i.e. ``(total, len(tokens) - 1)``; ``total / count`` is the mean loss in nats per token,
+    and ``total / n_characters / ln 2`` the bits per character of the text.
+
+    A model that gives every one of ``V`` tokens the same probability scores ``log V`` each:
+
+    >>> uniform = lambda x: (torch.zeros(1, x.shape[1], 8),)
+    >>> total, count = sequence_nll(uniform, torch.arange(10) % 8, window=4)
+    >>> count, round(total / count, 4), round(math.log(8), 4)
+    (9, 2.0794, 2.0794)
+    """
+    tokens = torch.as_tensor(tokens)
+    if tokens.ndim != 1 or tokens.is_floating_point() or tokens.numel() < 2:
+        raise ValueError(f"tokens must be a 1-D integer tensor of at least 2 tokens, got "
+                         f"{tokens.dtype} of shape {tuple(tokens.shape)}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int, got {window!r}")
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    total, count = 0.0, 0
+    for start in range(0, tokens.numel() - 1, window):
+        x = tokens[start : start + window]
+        y = tokens[start + 1 : start + window + 1]
+        x = x[: y.numel()]  # the last window: as many inputs as there are targets
+        logits = model(x[None].long())[0][0]  # (T, V)
+        nll = -torch.log_softmax(logits.double(), dim=-1).gather(1, y.long()[:, None])
+        total += float(nll.sum())
+        count += y.numel()
+    if hasattr(model, "train"):
+        model.train(was_training)
+    return total, count
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from minigpt.train import (
     load_checkpoint,
     pack_documents,
     plot_metrics,
+    sequence_nll,
 )
 
 CONFIG = GPTConfig(n_layer=2, d_model=32, n_heads=4, vocab_size=64, n_ctx=16, dropout=0.1)
@@ -151,3 +152,45 @@ def test_bad_settings_are_clear_errors():
         Trainer(GPT(CONFIG), _stream(), TrainConfig(seq_len=32))
     with pytest.raises(ValueError, match="checkpoint_path"):
         TrainConfig(checkpoint_interval=5)
+
+
+def test_sequence_nll_matches_cross_entropy_of_each_window():
+    torch.manual_seed(0)
+    model = GPT(CONFIG.replace(dropout=0.0))
+    tokens = _stream(100)
+    total, count = sequence_nll(model, tokens, window=16)
+    assert count == tokens.numel() - 1
+    want = 0.0
+    for start in range(0, tokens.numel() - 1, 16):
+        x, y = tokens[start : start + 16], tokens[start + 1 : start + 17]
+        with torch.no_grad():
+            logits = model(x[: y.numel()][None])[0][0]
+        want += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+    assert total == pytest.approx(want, rel=1e-5)
+    assert model.training  # the mode is restored
+    with pytest.raises(ValueError, match="window"):
+        sequence_nll(model, tokens, window=0)
+
+
+def test_early_stopping_keeps_the_best_weights(tmp_path):
+    # a tiny training set that the model memorizes, so the validation loss turns up
+    train, val = _stream(200), _stream(600, seed=1)
+    torch.manual_seed(0)
+    cfg = _train_config(max_steps=200, eval_interval=5, early_stopping_patience=2,
+                        batch_ramp_tokens=0, warmup_tokens=0, lr=1e-2)
+    trainer = Trainer(GPT(CONFIG.replace(dropout=0.0)), train, cfg, val_tokens=val)
+    history = trainer.train()
+    evals = [(r["step"], r["val_loss"]) for r in history if "val_loss" in r]
+    best_step, best = min(evals, key=lambda e: e[1])
+    assert trainer.stopped_early and len(history) < 200
+    assert (trainer.best_step, trainer.best_val_loss) == (best_step, best)
+    assert [s for s, _ in evals][-1] == best_step + 2 * 5  # two evaluations without a new best
+    trainer.model.load_state_dict(trainer.best_model_state)
+    assert trainer.evaluate() == pytest.approx(best, rel=1e-6)
+    path = tmp_path / "ckpt.pt"
+    trainer.save_checkpoint(path)
+    resumed = Trainer.from_checkpoint(path, train, val_tokens=val)
+    assert (resumed.best_step, resumed.stopped_early) == (best_step, True)
+    assert resumed.train() == history  # a stopped run stays stopped
+    with pytest.raises(ValueError, match="eval_interval"):
+        TrainConfig(early_stopping_patience=3)
