@@ -37,7 +37,10 @@ __all__ = [
     "BeamResult",
     "apply_temperature",
     "beam_search",
+    "beam_step",
+    "distinct_n",
     "greedy",
+    "length_penalized_score",
     "sample",
     "score_continuation",
     "top_k_filter",
@@ -263,6 +266,63 @@ def sample(
 # Beam search
 
 
+def length_penalized_score(sum_logprob: float | Tensor, length: int | Tensor,
+                           alpha: float) -> float | Tensor:
+    """The score of a finished beam: ``sum_logprob / length ** alpha``.
+
+    ``sum_logprob`` is the summed log-probability of the generated tokens (a number or a tensor
+    of any shape), ``length`` their number (>= 1, the prompt not counted). This is Hugging
+    Face's convention, which :func:`beam_search` follows. ``alpha = 0`` ranks by total
+    log-probability, which favours short hypotheses (every token adds a negative term);
+    ``alpha = 1`` ranks by the mean log-probability per token; ``alpha > 1`` favours long ones.
+    (Wu et al. 2016 divide by ``((5 + length) / 6) ** alpha`` instead.)
+
+    >>> length_penalized_score(-6.0, 4, 1.0)
+    -1.5
+    >>> length_penalized_score(-6.0, 4, 0.0)
+    -6.0
+    >>> round(length_penalized_score(-6.0, 4, 0.6), 4)
+    -2.6117
+    """
+    if isinstance(length, Tensor):
+        if bool((length < 1).any()):
+            raise ValueError("length must be >= 1 (the number of generated tokens)")
+    elif isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"length must be an integer >= 1 (the number of generated tokens), "
+                         f"got {length!r}")
+    return sum_logprob / (length**alpha)
+
+
+def beam_step(beam_scores: Tensor, logprobs: Tensor, num_beams: int) -> tuple[Tensor, Tensor,
+                                                                                 Tensor]:
+    """One step of beam search for one prompt, without end-of-text tokens.
+
+    ``beam_scores`` ``(K,)`` are the summed log-probabilities of the ``K`` current beams and
+    ``logprobs`` ``(K, V)`` their next-token log-probabilities. Every beam proposes every token,
+    the candidate (beam ``i``, token ``v``) scoring ``beam_scores[i] + logprobs[i, v]``; the
+    ``num_beams`` best of all ``K V`` candidates survive, whichever beams they extend. Returns
+    ``(scores, parents, tokens)``, each ``(num_beams,)``, best first: the new summed
+    log-probabilities, the index of the beam each extends and the token it appends.
+
+    >>> beam_scores = torch.tensor([-0.5, -1.0])
+    >>> logprobs = torch.tensor([[-2.0, -2.0, -0.2], [-0.1, -3.0, -3.0]])
+    >>> scores, parents, tokens = beam_step(beam_scores, logprobs, 2)
+    >>> scores.tolist(), parents.tolist(), tokens.tolist()
+    ([-0.699999988079071, -1.100000023841858], [0, 1], [2, 0])
+    """
+    if beam_scores.ndim != 1 or logprobs.ndim != 2 or logprobs.shape[0] != beam_scores.shape[0]:
+        raise ValueError(f"beam_scores must be (K,) and logprobs (K, V), got "
+                         f"{tuple(beam_scores.shape)} and {tuple(logprobs.shape)}")
+    k_now, vocab = logprobs.shape
+    if isinstance(num_beams, bool) or not isinstance(num_beams, int) \
+            or not 1 <= num_beams <= k_now * vocab:
+        raise ValueError(f"num_beams must be an integer in [1, K * V = {k_now * vocab}], "
+                         f"got {num_beams!r}")
+    candidates = (beam_scores[:, None] + logprobs).flatten()  # (K V,)
+    scores, flat = torch.topk(candidates, num_beams)
+    return scores, flat // vocab, flat % vocab
+
+
 class BeamResult(NamedTuple):
     """What :func:`beam_search` returns.
 
@@ -383,7 +443,7 @@ def beam_search(
 
         # The finished list: merge in the candidates that just ended (among the first K).
         n_gen = cur + 1 - t
-        scored = top_lp / (n_gen**length_penalty)
+        scored = length_penalized_score(top_lp, n_gen, length_penalty)
         scored = scored + (is_done.all(-1, keepdim=True) & (early_stopping is True)).float() * _NEG
         scored = scored + (~improvable).float() * _NEG
         just_done = ends & first_k
@@ -396,7 +456,7 @@ def beam_search(
 
         # Can the running beams still beat the worst finished hypothesis?
         n_best = max_new_tokens if early_stopping == "never" and length_penalty > 0 else n_gen
-        best_running = run_scores[:, :1] / (n_best**length_penalty)
+        best_running = length_penalized_score(run_scores[:, :1], n_best, length_penalty)
         worst_done = torch.where(is_done, done_scores.min(1, keepdim=True).values, _NEG)
         improvable = improvable & (best_running > worst_done).any(-1, keepdim=True)
         stop_full = bool(is_done.all()) and early_stopping is True
@@ -418,6 +478,28 @@ def beam_search(
 
 # ---------------------------------------------------------------------------------------------
 # Scoring
+
+
+def distinct_n(sequences: Sequence[Sequence[int]] | Tensor, n: int = 2) -> float:
+    """The share of distinct n-grams: ``len(set(ngrams)) / len(ngrams)``, pooled over all rows.
+
+    A measure of diversity (Li et al. 2016): 1 when no n-gram of tokens repeats, close to 0 for
+    text that loops. ``sequences`` is a list of token-id lists (or a 2-D tensor), each row
+    contributing its own n-grams (none cross a row boundary). Raises ``ValueError`` if no row
+    has ``n`` tokens.
+
+    >>> distinct_n([[1, 2, 1, 2, 1, 2]], 2)  # (1,2) (2,1) (1,2) (2,1) (1,2): 2 of 5
+    0.4
+    >>> distinct_n([[1, 2, 3], [1, 2, 4]], 2)  # (1,2) twice, (2,3), (2,4): 3 of 4
+    0.75
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    rows = sequences.tolist() if isinstance(sequences, Tensor) else [list(r) for r in sequences]
+    grams = [tuple(row[i:i + n]) for row in rows for i in range(len(row) - n + 1)]
+    if not grams:
+        raise ValueError(f"no sequence has {n} tokens: no {n}-gram to count")
+    return len(set(grams)) / len(grams)
 
 
 def _as_ids(ids: Tensor | Sequence[int], name: str) -> Tensor:

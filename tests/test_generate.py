@@ -14,7 +14,10 @@ from minigpt.config import GPTConfig
 from minigpt.generate import (
     apply_temperature,
     beam_search,
+    beam_step,
+    distinct_n,
     greedy,
+    length_penalized_score,
     sample,
     score_continuation,
     top_k_filter,
@@ -297,3 +300,55 @@ def test_filter_errors():
         top_k_filter(torch.zeros(3), 0)
     with pytest.raises(ValueError, match="temperature"):
         apply_temperature(torch.zeros(3), -1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pure helpers of the decoding chapter
+
+
+def test_beam_step_by_brute_force():
+    gen = torch.Generator().manual_seed(0)
+    for k, v, width in [(1, 7, 3), (3, 5, 3), (2, 9, 4), (4, 4, 16)]:
+        scores = -torch.rand(k, generator=gen) * 3
+        logp = torch.randn(k, v, generator=gen).log_softmax(-1)
+        got = beam_step(scores, logp, width)
+        pairs = sorted(((float(scores[i] + logp[i, t]), i, t) for i in range(k) for t in range(v)),
+                       reverse=True)[:width]
+        assert got[0].tolist() == pytest.approx([p[0] for p in pairs])
+        assert got[1].tolist() == [p[1] for p in pairs]
+        assert got[2].tolist() == [p[2] for p in pairs]
+    with pytest.raises(ValueError, match="num_beams"):
+        beam_step(torch.zeros(2), torch.zeros(2, 3), 7)
+    with pytest.raises(ValueError, match="logprobs"):
+        beam_step(torch.zeros(2), torch.zeros(3, 3), 2)
+
+
+def test_beam_step_loop_is_beam_search_without_eos(model, prompts):
+    """Without an end-of-text token, repeated beam_step reproduces beam_search's best beam."""
+    steps, width = 5, 3
+    out = beam_search(model, prompts[:1], steps, width, length_penalty=0.0)
+    seqs, scores = prompts[:1], torch.zeros(1)
+    with torch.no_grad():
+        for _ in range(steps):
+            logp = model(seqs)[0][:, -1].float().log_softmax(-1)
+            scores, parents, tokens = beam_step(scores, logp, min(width, logp.numel()))
+            seqs = torch.cat([seqs[parents], tokens[:, None]], 1)
+    assert torch.equal(seqs[0], out.sequences[0])
+    assert float(scores[0]) == pytest.approx(float(out.scores[0]), abs=1e-4)
+
+
+def test_length_penalized_score():
+    assert length_penalized_score(-6.0, 4, 1.0) == -1.5
+    assert length_penalized_score(-6.0, 4, 0.0) == -6.0
+    t = length_penalized_score(torch.tensor([-6.0, -2.0]), torch.tensor([4, 1]), 0.5)
+    assert t.tolist() == pytest.approx([-3.0, -2.0])
+    with pytest.raises(ValueError, match="length"):
+        length_penalized_score(-1.0, 0, 0.6)
+
+
+def test_distinct_n():
+    assert distinct_n([[1, 2, 3, 4]], 2) == 1.0
+    assert distinct_n(torch.tensor([[5, 5, 5, 5, 5]]), 1) == 0.2
+    assert distinct_n([[1, 2], [2, 1], [7]], 2) == 1.0  # no n-gram crosses rows
+    with pytest.raises(ValueError, match="no sequence"):
+        distinct_n([[1], [2]], 2)
