@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from exercises.catalog import Chapter, Exercise
+from exercises.graders.common import expect_value_error
 from minigpt.config import GPTConfig
 from minigpt.model import GPT
 from minigpt.train import sequence_nll
@@ -55,14 +56,6 @@ CHAPTER = Chapter(
 )
 
 
-def _expect_value_error(fn: Callable[..., Any], what: str, *args: Any) -> None:
-    try:
-        fn(*args)
-    except ValueError:
-        return
-    raise AssertionError(f"{what}: raise a ValueError")
-
-
 def grade_pack_documents(fn: Callable[..., Any]) -> None:
     got = fn([[5, 6, 7], [8]], eot_id=0)
     assert isinstance(got, torch.Tensor), f"return a tensor, got {type(got).__name__}"
@@ -82,9 +75,9 @@ def grade_pack_documents(fn: Callable[..., Any]) -> None:
                 for n in torch.randint(0, 9, (4,), generator=gen)]
         want = torch.cat([torch.cat([d, torch.tensor([50])]) for d in docs])
         assert torch.equal(fn(docs, eot_id=50), want), "random documents: wrong stream"
-    _expect_value_error(fn, "no documents at all", [], 0)
-    _expect_value_error(fn, "a negative token id in a document", [[1, -2]], 0)
-    _expect_value_error(fn, "a negative eot_id", [[1, 2]], -1)
+    expect_value_error(fn, "no documents at all", [], 0)
+    expect_value_error(fn, "a negative token id in a document", [[1, -2]], 0)
+    expect_value_error(fn, "a negative eot_id", [[1, 2]], -1)
 
 
 _CONFIGS = [
@@ -161,7 +154,7 @@ def grade_sequence_nll(fn: Callable[..., Any]) -> None:
             assert math.isclose(got[0], want[0], rel_tol=1e-5), (
                 f"{n} tokens, window {window}: total {got[0]:.6f}, want {want[0]:.6f}"
             )
-    _expect_value_error(fn, "window=0", uniform, torch.arange(10) % 8, 0)
+    expect_value_error(fn, "window=0", uniform, torch.arange(10) % 8, 0)
 
 
 # Plausible wrong answers: CI checks that each grader rejects them.

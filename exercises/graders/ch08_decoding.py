@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from exercises.catalog import Chapter, Exercise
+from exercises.graders.common import expect_value_error
 from minigpt.generate import beam_step, length_penalized_score, top_p_filter
 
 _HERE = "exercises.graders.ch08_decoding"
@@ -50,14 +51,6 @@ CHAPTER = Chapter(
 )
 
 
-def _expect_value_error(fn: Callable[..., Any], what: str, *args: Any) -> None:
-    try:
-        fn(*args)
-    except ValueError:
-        return
-    raise AssertionError(f"{what}: raise a ValueError")
-
-
 def grade_top_p_filter(fn: Callable[..., Any]) -> None:
     logits = torch.tensor([0.5, 0.3, 0.2]).log()
     for p, want in [(0.7, [True, True, False]), (0.4, [True, False, False]),
@@ -84,8 +77,8 @@ def grade_top_p_filter(fn: Callable[..., Any]) -> None:
                 f"random logits of shape {shape}, p={p}: a different set of tokens is kept; "
                 "filter each row (the last dimension) separately")
             assert torch.equal(got[want.isfinite()], x[want.isfinite()]), "kept logits changed"
-    _expect_value_error(fn, "p = 0", logits, 0.0)
-    _expect_value_error(fn, "p = 1.5", logits, 1.5)
+    expect_value_error(fn, "p = 0", logits, 0.0)
+    expect_value_error(fn, "p = 1.5", logits, 1.5)
 
 
 def grade_beam_step(fn: Callable[..., Any]) -> None:
@@ -132,8 +125,8 @@ def grade_length_penalized_score(fn: Callable[..., Any]) -> None:
     want = length_penalized_score(total, length, 0.5)
     assert isinstance(got, torch.Tensor) and torch.allclose(got, want), (
         "tensors of sums and lengths must work elementwise")
-    _expect_value_error(fn, "length 0", -1.0, 0, 0.6)
-    _expect_value_error(fn, "a negative length", -1.0, -2, 0.6)
+    expect_value_error(fn, "length 0", -1.0, 0, 0.6)
+    expect_value_error(fn, "a negative length", -1.0, -2, 0.6)
 
 
 # Plausible wrong answers: CI checks that each grader rejects them.

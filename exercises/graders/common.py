@@ -29,3 +29,12 @@ def close(got: float, want: float, what: str, rel: float = 1e-9) -> None:
     """Assert two floats agree to a relative tolerance, with a message for the student."""
     ok = math.isclose(got, want, rel_tol=rel, abs_tol=1e-12)
     assert ok, f"{what}: got {got!r}, want {want!r}"
+
+
+def expect_value_error(fn: Callable[..., Any], what: str, *args: Any) -> None:
+    """Assert that ``fn(*args)`` rejects its input with a ValueError, else hint at it."""
+    try:
+        fn(*args)
+    except ValueError:
+        return
+    raise AssertionError(f"{what}: raise a ValueError")
