@@ -224,7 +224,9 @@ class GPT(nn.Module):
                 f"sequence length {offset + t} exceeds the model's context of {n_ctx}{cached}; "
                 f"allowed: at most {n_ctx} tokens (crop the input to its last {n_ctx} tokens)"
             )
-        lo, hi = int(idx.min()), int(idx.max())
+        if torch.compiler.is_compiling():
+            return  # reading the ids back would break the compiled graph (checked when eager)
+        lo, hi = (int(v) for v in torch.aminmax(idx.int()))
         vocab = self.config.vocab_size
         if lo < 0 or hi >= vocab:
             bad = hi if hi >= vocab else lo

@@ -13,6 +13,12 @@ What Brown et al. (2020, appendix B) describe, and where it lives here:
 * **documents packed** into full-length sequences, separated by ``<|endoftext|>``, so that no
   compute is spent on padding (:func:`pack_documents`, :class:`TokenBatcher`).
 
+On a GPU, :class:`TrainConfig` adds what makes this fast (see :mod:`minigpt.gpu`): **mixed
+precision** (``precision``: bf16 autocast, or fp16 with a gradient scaler on GPUs without
+bf16), ``torch.compile`` (``compile``), the **fused AdamW** kernel (``fused_adamw``), a
+**wall-clock budget** (``time_budget_s``), and the **MFU** of every step when the GPU's peak
+FLOP/s is known.
+
 :class:`Trainer` also evaluates on held-out data every ``eval_interval`` steps, records metrics
 (loss, learning rate, gradient norm, batch size, tokens/s) in :attr:`Trainer.history`, draws
 them with :func:`plot_metrics`, and writes checkpoints holding everything a run depends on
@@ -24,6 +30,7 @@ which unpickles only tensors and plain containers: loading a file cannot run cod
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -37,9 +44,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from minigpt import gpu
 from minigpt.config import GPTConfig
-from minigpt.model import GPT, configure_optimizer
+from minigpt.model import GPT, optimizer_groups
 from minigpt.optim import batch_size_schedule, clip_grad_norm_, warmup_cosine_schedule
+from minigpt.scaling import flops_per_token
 
 __all__ = [
     "TokenBatcher",
@@ -207,8 +216,24 @@ class TrainConfig:
         early_stopping_patience: stop after this many evaluations in a row without a new best
             validation loss (0: never stop early). Whatever it is, the weights of the best
             evaluation are kept in :attr:`Trainer.best_model_state`.
-        progress: show a tqdm progress bar (off by default: notebooks and tests).
+        progress: show a tqdm progress bar (off by default: notebooks and tests), with the
+            loss, learning rate, tokens/s and MFU.
         seed: seeds torch, NumPy and Python at the start, and the data order.
+        precision: ``"fp32"``; ``"bf16"`` (autocast to bfloat16: matrix products in 16 bits,
+            weights, optimizer and reductions in float32); ``"fp16"`` (autocast to float16 with
+            a ``torch.amp.GradScaler``: the loss is scaled up before the backward pass, the
+            gradients are unscaled before clipping, and a step whose gradients overflowed is
+            skipped and the scale halved); or ``"auto"`` (:func:`minigpt.gpu.pick_precision`:
+            bf16 on GPUs that have it, fp16 on older ones, fp32 on a CPU).
+        compile: run the model through ``torch.compile`` (fused kernels; the first steps are
+            slow while it compiles).
+        fused_adamw: on CUDA, AdamW's single fused kernel instead of its multi-tensor one.
+        time_budget_s: stop after the step during which this many seconds of wall-clock time
+            have passed since :meth:`Trainer.train` was called (that step is evaluated if there
+            is validation data, and checkpointed if there is a ``checkpoint_path``); ``None``:
+            no limit.
+        peak_flops: the device's peak FLOP/s for the ``mfu`` of each step; ``None``:
+            :func:`minigpt.gpu.peak_flops` (known GPUs only; no ``mfu`` on a CPU).
     """
 
     max_steps: int = 100
@@ -232,6 +257,11 @@ class TrainConfig:
     early_stopping_patience: int = 0
     progress: bool = False
     seed: int = 0
+    precision: str = "fp32"
+    compile: bool = False
+    fused_adamw: bool = True
+    time_budget_s: float | None = None
+    peak_flops: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size"):
@@ -258,6 +288,19 @@ class TrainConfig:
             raise ValueError("checkpoint_interval needs a checkpoint_path")
         if self.early_stopping_patience and not self.eval_interval:
             raise ValueError("early_stopping_patience needs an eval_interval (and val_tokens)")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.precision not in gpu.PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(map(repr, gpu.PRECISIONS))}, "
+                             f"got {self.precision!r}")
+        for name in ("compile", "fused_adamw"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("time_budget_s", "peak_flops"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or not value > 0):
+                raise ValueError(f"{name} must be a number > 0 or None, got {value!r}")
 
     @property
     def micro(self) -> int:
@@ -277,7 +320,14 @@ class Trainer:
     :meth:`train` runs up to ``config.max_steps`` (or ``steps`` more) and returns
     :attr:`history`, one dict per step: ``step``, ``tokens`` (seen so far), ``loss`` (mean over
     the batch), ``lr``, ``grad_norm`` (before clipping), ``batch_size`` (sequences),
-    ``tokens_per_s``, and ``val_loss`` on evaluation steps.
+    ``tokens_per_s``, ``val_loss`` on evaluation steps, ``mfu`` when the peak FLOP/s is known
+    (:attr:`peak_flops`; the model's FLOPs per token are :attr:`flops_per_token`), and with fp16
+    ``loss_scale`` and ``skipped`` (True when the scaler skipped the update: the step's data
+    and schedule position are used up all the same).
+
+    :attr:`precision` is the precision in use (``config.precision`` with ``"auto"`` resolved)
+    and :attr:`scaler` the ``GradScaler`` (fp16 only, else ``None``). :attr:`stopped_by_budget`
+    tells whether the last :meth:`train` ran out of ``config.time_budget_s``.
 
     Early stopping: :attr:`best_val_loss` and :attr:`best_step` record the best evaluation so
     far and :attr:`best_model_state` a copy of its weights; with
@@ -307,8 +357,23 @@ class Trainer:
         self.train_data = TokenBatcher(train_tokens, self.seq_len, seed=config.seed)
         self.val_data = (None if val_tokens is None
                          else TokenBatcher(val_tokens, self.seq_len, shuffle=False))
-        self.optimizer = configure_optimizer(model, config.lr, config.weight_decay,
-                                             config.betas, config.eps)
+        # GPT-3's AdamW, as minigpt.model.configure_optimizer, with the choice of kernel.
+        fused = config.fused_adamw and self.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay),
+                                           lr=config.lr, betas=config.betas, eps=config.eps,
+                                           fused=fused or None)
+        self.precision = (gpu.pick_precision(self.device) if config.precision == "auto"
+                          else config.precision)
+        if self.precision == "bf16" and self.device.type == "cuda" and not gpu.supports_bf16(
+                self.device):
+            raise ValueError(f"precision 'bf16' needs a GPU of compute capability 8.0 or more; "
+                             f"{torch.cuda.get_device_name(self.device)} has none: use 'fp16' "
+                             f"or 'auto'")
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        self._forward = torch.compile(model) if config.compile else model
+        self.flops_per_token = flops_per_token(model.config.replace(n_ctx=self.seq_len))
+        self.peak_flops = config.peak_flops or gpu.peak_flops(self.device)
+        self.stopped_by_budget = False
         self.step, self.tokens_seen = 0, 0
         self.history: list[dict[str, float]] = []
         self.best_val_loss, self.best_step, self.evals_since_best = math.inf, 0, 0
@@ -336,9 +401,16 @@ class Trainer:
 
     # -- one step, evaluation, the loop ---------------------------------------------------
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the 16-bit type of :attr:`precision` (nothing for fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
     def train_step(self) -> dict[str, float]:
         """One optimizer step: accumulate gradients over micro-batches, clip, update."""
-        c, model = self.config, self.model
+        c, model, scaler = self.config, self.model, self.scaler
         t0 = time.perf_counter()
         model.train()
         lr = self.lr_at(self.tokens_seen)
@@ -346,26 +418,41 @@ class Trainer:
             group["lr"] = lr
         batch = self.batch_size_at(self.tokens_seen)
         n_micro = batch // c.micro
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=self.device)  # read once, at the end
         for _ in range(n_micro):
             x, y = self.train_data.next_batch(c.micro)
-            x, y = x.to(self.device), y.to(self.device)
-            _, loss = model(x, y)
-            (loss / n_micro).backward()  # the gradient of the mean over the whole batch
-            total += loss.item()
+            with self._autocast():
+                _, loss = self._forward(x.to(self.device), y.to(self.device))
+            total += loss.detach()
+            loss = loss / n_micro  # the gradient of the mean over the whole batch
+            (loss if scaler is None else scaler.scale(loss)).backward()
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)  # clip and report the true gradients, not scaled ones
         params = [p for p in model.parameters() if p.grad is not None]
         if c.grad_clip is not None:
             norm = clip_grad_norm_(params, c.grad_clip)
         else:
             norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
-        self.optimizer.step()
+        extra = {}
+        if scaler is None:
+            self.optimizer.step()
+        else:
+            scale = scaler.get_scale()
+            scaler.step(self.optimizer)  # skipped if any gradient is inf or NaN
+            scaler.update()  # then the scale is halved (and it doubles after 2000 good steps)
+            extra = {"loss_scale": scale, "skipped": scaler.get_scale() < scale}
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens_seen += batch * self.seq_len
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # time the GPU's work, not only its launch
         elapsed = time.perf_counter() - t0
-        record = {"step": self.step, "tokens": self.tokens_seen, "loss": total / n_micro,
-                  "lr": lr, "grad_norm": float(norm), "batch_size": batch,
-                  "tokens_per_s": batch * self.seq_len / max(elapsed, 1e-9)}
+        tokens_per_s = batch * self.seq_len / max(elapsed, 1e-9)
+        record = {"step": self.step, "tokens": self.tokens_seen,
+                  "loss": float(total) / n_micro, "lr": lr, "grad_norm": float(norm),
+                  "batch_size": batch, "tokens_per_s": tokens_per_s, **extra}
+        if self.peak_flops:
+            record["mfu"] = gpu.mfu(tokens_per_s, self.flops_per_token, self.peak_flops)
         self.history.append(record)
         return record
 
@@ -382,14 +469,18 @@ class Trainer:
         losses = []
         for _ in range(self.config.eval_batches):
             x, y = self.val_data.next_batch(self.config.micro)
-            losses.append(self.model(x.to(self.device), y.to(self.device))[1].item())
+            with self._autocast():
+                losses.append(self.model(x.to(self.device), y.to(self.device))[1].item())
         self.val_data.load_state_dict(state)
         self.model.train(was_training)
         return sum(losses) / len(losses)
 
     def train(self, steps: int | None = None) -> list[dict[str, float]]:
-        """Run ``steps`` more steps (default: up to ``max_steps``); return :attr:`history`."""
+        """Run ``steps`` more steps (default: up to ``max_steps``), or until
+        ``config.time_budget_s`` runs out; return :attr:`history`."""
         c = self.config
+        start = time.perf_counter()
+        self.stopped_by_budget = False
         end = c.max_steps if steps is None else min(self.step + steps, c.max_steps)
         bar = None
         if c.progress:
@@ -398,16 +489,25 @@ class Trainer:
             bar = tqdm(total=end - self.step, desc="train")
         while self.step < end and not self.stopped_early:
             record = self.train_step()
+            out_of_time = (c.time_budget_s is not None
+                           and time.perf_counter() - start >= c.time_budget_s)
             if self.val_data is not None and c.eval_interval and (
-                self.step % c.eval_interval == 0 or self.step == c.max_steps
+                self.step % c.eval_interval == 0 or self.step == c.max_steps or out_of_time
             ):
                 record["val_loss"] = self.evaluate()
                 self._track_best(record["val_loss"])
-            if c.checkpoint_interval and self.step % c.checkpoint_interval == 0:
+            if (c.checkpoint_interval and self.step % c.checkpoint_interval == 0) or (
+                out_of_time and c.checkpoint_path
+            ):
                 self.save_checkpoint(c.checkpoint_path)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
+                mfu = {"mfu": f"{record['mfu']:.1%}"} if "mfu" in record else {}
+                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
+                                tok_s=f"{record['tokens_per_s']:.3g}", **mfu)
+            if out_of_time:
+                self.stopped_by_budget = True
+                break
         if bar is not None:
             bar.close()
         return self.history
@@ -441,10 +541,12 @@ class Trainer:
             "best": {"val_loss": self.best_val_loss, "step": self.best_step,
                      "evals_since_best": self.evals_since_best,
                      "model": self.best_model_state, "stopped_early": self.stopped_early},
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`: weights, optimizer, data position, RNG, counters."""
+        """Restore a :meth:`state_dict`: weights, optimizer, data position, RNG, counters
+        (and the fp16 loss scale)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
@@ -457,6 +559,8 @@ class Trainer:
         self.evals_since_best = best.get("evals_since_best", 0)
         self.best_model_state = best.get("model")
         self.stopped_early = best.get("stopped_early", False)
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`state_dict` to ``path`` (atomically: a temporary file, then rename)."""
@@ -470,12 +574,17 @@ class Trainer:
         path: str | os.PathLike[str],
         train_tokens: Tensor,
         val_tokens: Tensor | None = None,
+        *,
+        device: str | torch.device | None = None,
         **overrides: Any,
     ) -> Trainer:
         """Rebuild model, optimizer and trainer from a checkpoint and continue where it
-        stopped. ``overrides`` change :class:`TrainConfig` fields (e.g. ``max_steps``)."""
+        stopped, on ``device`` (default: the CPU). ``overrides`` change :class:`TrainConfig`
+        fields (e.g. ``max_steps``)."""
         state = load_checkpoint(path)
         model = GPT(GPTConfig(**state["model_config"]))
+        if device is not None:
+            model = model.to(device)
         fields = dict(state["train_config"])
         fields["betas"] = tuple(fields["betas"])
         fields.update(overrides)
