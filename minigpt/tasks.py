@@ -288,17 +288,29 @@ def make_prompt(
 
 
 def make_prompts(
-    task: str | Task, n: int, k_shots: int, seed: int = 0, *, style: str | None = None
+    task: str | Task,
+    n: int,
+    k_shots: int,
+    seed: int = 0,
+    *,
+    style: str | None = None,
+    description: bool = True,
 ) -> list[Prompt]:
     """``n`` prompts from one ``random.Random(seed)``: the same list on every machine.
 
+    ``description`` is passed on to :func:`make_prompt` (``False``: no description line). The
+    first ``m`` prompts of ``n`` are those of ``make_prompts(task, m, ...)`` with the same seed.
+
     >>> [p.answer for p in make_prompts("reversed_words", 3, k_shots=2, seed=1)]
     ['begin', 'short', 'young']
+    >>> make_prompts("antonyms", 1, k_shots=1, seed=1, description=False)[0].text.count("\\n")
+    1
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     rng = random.Random(seed)
-    return [make_prompt(task, k_shots, rng, style=style) for _ in range(n)]
+    return [make_prompt(task, k_shots, rng, style=style, description=description)
+            for _ in range(n)]
 
 
 def normalize_prediction(prediction: str) -> str:
