@@ -32,12 +32,10 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import platform
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +44,7 @@ from minigpt import bias, controlled, energy, finetune, icl, isoflop, variants
 from minigpt.config import GPTConfig, count_parameters
 from minigpt.data import load_shakespeare
 from minigpt.results import path as result_path
+from minigpt.results import save
 from minigpt.sweep import CharData, SweepSettings, char_data, round_floats
 from minigpt.tasks import score
 from minigpt.train import TrainConfig
@@ -436,9 +435,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = round_floats({"parameters": parameters, "results": results,
                         "timings_s": {k: round(v, 1) for k, v in timings.items()},
                         "total_s": round(total, 1)})
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    save(out, args.out)
     return out
 
 

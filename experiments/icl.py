@@ -15,17 +15,16 @@ for bit on one machine.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from minigpt import icl
 from minigpt.results import path as result_path
+from minigpt.results import save
 from minigpt.train import TrainConfig
 
 #: The three sizes: depth, width, heads, and a learning rate that falls with size (GPT-3's
@@ -88,9 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     total = time.perf_counter() - start
     print(f"\ntotal {total:.0f} s")
     out = {"parameters": parameters, "results": results, "total_s": round(total, 1)}
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    save(out, args.out)
     return out
 
 

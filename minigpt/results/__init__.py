@@ -22,6 +22,7 @@ after_gpt3     experiments/after_gpt3.py    chapter 11 (:mod:`minigpt.controlled
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,17 @@ def path(name: str) -> Path:
     if not isinstance(name, str) or not name or "/" in name or name.endswith(".json"):
         raise ValueError(f"name must be a bare result name such as 'scaling_law', got {name!r}")
     return FOLDER / f"{name}.json"
+
+
+def save(document: dict[str, Any], file: str | os.PathLike[str]) -> Path:
+    """Write an experiment's ``document`` to ``file`` as indented JSON (the folder is created
+    if needed) and return the path; the experiments in ``experiments/`` end with this."""
+    if not isinstance(document, dict):
+        raise ValueError(f"document must be a dict, got {type(document).__name__}")
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(document, indent=1) + "\n")
+    return file
 
 
 def load(name: str) -> dict[str, Any]:

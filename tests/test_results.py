@@ -1,0 +1,34 @@
+"""minigpt.results: the experiments' stored files, shipped inside the package."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from minigpt import results
+
+
+def test_every_stored_file_loads_with_its_parameters() -> None:
+    assert results.available() == ["after_gpt3", "icl_results", "scaling_law"]
+    for name in results.available():
+        document = results.load(name)
+        assert "parameters" in document
+        assert document == json.loads(results.path(name).read_text())
+
+
+def test_save_then_read_back(tmp_path) -> None:
+    document = {"parameters": {"seed": 0}, "results": [1.5, 2.25]}
+    file = results.save(document, tmp_path / "new" / "x.json")
+    assert json.loads(file.read_text()) == document
+    with pytest.raises(ValueError, match="must be a dict"):
+        results.save([1, 2], tmp_path / "y.json")
+
+
+def test_bad_names_say_what_is_allowed() -> None:
+    with pytest.raises(ValueError, match="bare result name"):
+        results.path("scaling_law.json")
+    with pytest.raises(ValueError, match="bare result name"):
+        results.path("../scaling_law")
+    with pytest.raises(FileNotFoundError, match="available: after_gpt3, icl_results"):
+        results.load("nonexistent")
