@@ -1,5 +1,7 @@
 """Peak memory and time of naive vs tiled (FlashAttention-style) attention as T doubles; on a
-GPU also the throughput of naive, SDPA, tiled and the Triton kernel.
+GPU also the throughput of naive, SDPA, tiled and the Triton kernel, and GPT-3's banded layers:
+FlexAttention's block masks against SDPA with an explicit mask (and ``flash-attn``'s sliding
+window where it is installed), forward and backward, at long contexts.
 
     python benchmarks/attention.py [--t-max 4096] [--heads 4] [--d-head 64] [--block 128]
 
@@ -43,8 +45,9 @@ from functools import partial
 import torch
 
 from minigpt.attention import attention, naive_attention
-from minigpt.flash import flash_attention
-from minigpt.flash_triton import is_available as triton_available
+from minigpt.attention import flex as flex_module
+from minigpt.attention.flash import flash_attention
+from minigpt.attention.flash_triton import is_available as triton_available
 
 #: glibc settings read at process start; see the module docstring.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0",
@@ -149,6 +152,89 @@ def gpu_section(args: argparse.Namespace) -> None:
         t *= 2
 
 
+def banded_variants(device: str) -> list[tuple[str, str, bool]]:
+    """``(label, backend, banded)`` of the dense/banded comparison on ``device``."""
+    rows = [("sdpa dense", "sdpa", False), ("flex dense", "flex", False),
+            ("sdpa + band mask", "sdpa-mask", True), ("flex band", "flex", True)]
+    if device == "cuda" and flex_module.flash_attn_window_available():
+        rows.append(("flash-attn window", "sdpa", True))
+    return rows
+
+
+def banded_rows(t_values: list[int], *, device: str = "cuda", batch: int = 1, heads: int = 12,
+                d_head: int = 64, window: int = 256, dtype: torch.dtype = torch.bfloat16,
+                backward: bool = True, repeats: int = 5) -> list[dict[str, object]]:
+    """Milliseconds (forward, plus backward if ``backward``) and peak extra memory (MiB, CUDA
+    only) of dense causal and banded attention by SDPA and FlexAttention, per ``T``.
+
+    One dict per (``T``, variant): ``t``, ``variant``, ``ms``, ``mib`` (``None`` on a CPU),
+    ``tflops`` (the FLOPs the pattern needs, ``4 B H D`` per attended pair, times 3 with the
+    backward pass), and ``error`` when a variant ran out of memory. On a CPU (the tools'
+    dry run) FlexAttention runs eagerly and forward only: the figures are not speeds.
+    """
+    cuda = device == "cuda"
+    rows: list[dict[str, object]] = []
+    for t in t_values:
+        g = torch.Generator(device=device).manual_seed(t)
+        q, k, v = (torch.randn(batch, heads, t, d_head, device=device, dtype=dtype,
+                               generator=g).requires_grad_(backward and cuda) for _ in range(3))
+        for label, backend, banded in banded_variants(device):
+            w = min(window, t)
+            pairs = t * w - w * (w - 1) / 2 if banded else t * (t + 1) / 2
+            if backend == "sdpa-mask":
+                from minigpt.attention.sparse import local_mask
+                mask = local_mask(t, window=w, device=device)
+                fn = partial(attention, q, k, v, mask=mask, backend="sdpa")
+            else:
+                fn = partial(attention, q, k, v, causal=True, window=w if banded else None,
+                             backend=backend)
+            if backward and cuda:
+                fn = partial(_forward_backward, fn)
+            try:
+                if cuda:
+                    ms, peak = _gpu_run(fn, repeats)
+                    mib = peak / MiB
+                else:
+                    with torch.no_grad():
+                        fn()
+                        start = time.perf_counter()
+                        fn()
+                        ms, mib = (time.perf_counter() - start) * 1e3, None
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                rows.append({"t": t, "variant": label, "ms": None, "mib": None, "tflops": None,
+                             "error": "out of memory"})
+                continue
+            flops = 4 * batch * heads * d_head * pairs * (3 if backward and cuda else 1)
+            rows.append({"t": t, "variant": label, "ms": ms, "mib": mib,
+                         "tflops": flops / (ms * 1e-3) / 1e12})
+        del q, k, v
+    return rows
+
+
+def _forward_backward(fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+    out = fn()
+    out.backward(torch.ones_like(out))
+    return out
+
+
+def banded_section(args: argparse.Namespace) -> None:
+    """Print :func:`banded_rows` at ``T = 2048 .. --gpu-t-max`` on the GPU, in bf16."""
+    t_values, t = [], 2048
+    while t <= args.gpu_t_max:
+        t_values.append(t)
+        t *= 2
+    print(f"\nGPT-3's banded layers: B=1 H=12 D=64 bf16, band {args.window}, forward + "
+          "backward; TFLOP/s counts only the pairs each pattern attends")
+    print(f"{'T':>6} {'variant':<18} {'ms':>9} {'TFLOP/s':>8} {'MiB':>9}")
+    for row in banded_rows(t_values, window=args.window):
+        if row.get("error"):
+            print(f"{row['t']:>6} {row['variant']:<18} {row['error']}")
+            continue
+        print(f"{row['t']:>6} {row['variant']:<18} {row['ms']:>9.3f} {row['tflops']:>8.1f} "
+              f"{row['mib']:>9.1f}")
+
+
 def _gpu_run(fn: Callable[[], object], repeats: int = 10) -> tuple[float, int]:
     """Median milliseconds per call and peak extra allocated bytes of ``fn`` on the GPU."""
     fn()  # compile / warm up
@@ -181,6 +267,7 @@ def main() -> None:
     parser.add_argument("--gpu-batch", type=int, default=4)
     parser.add_argument("--gpu-heads", type=int, default=16)
     parser.add_argument("--gpu-t-max", type=int, default=16384)
+    parser.add_argument("--window", type=int, default=256, help="band of the banded layers")
     args = parser.parse_args()
     if any(os.environ.get(key) != value for key, value in MALLOC_ENV.items()):
         # Start again with the allocator settings (read at process start); same arguments.
@@ -188,8 +275,10 @@ def main() -> None:
     ratio = cpu_section(args)
     if torch.cuda.is_available():
         gpu_section(args)
+        banded_section(args)
     else:
-        print("\n(no CUDA GPU: the naive / SDPA / Triton throughput table is skipped)")
+        print("\n(no CUDA GPU: the naive / SDPA / Triton throughput table and the banded "
+              "FlexAttention table are skipped)")
     print(f"attention tiled_peak_mem_vs_naive={ratio:.4f}" if ratio is not None
           else "attention tiled_peak_mem_vs_naive=nan")
 

@@ -28,6 +28,7 @@ import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
 from minigpt.bpe import ENDOFTEXT, BPETokenizer, train_naive  # noqa: E402
+from minigpt.bpe_formats import to_tiktoken  # noqa: E402
 from minigpt.data import load_shakespeare  # noqa: E402
 
 
@@ -133,7 +134,7 @@ def bench_encode(text: str, vocab_size: int, repeats: int) -> tuple[float, list[
     cut = int(len(text) * 0.9)
     trained = BPETokenizer.train(text[:cut], vocab_size)
     heldout = text[cut:]
-    enc = trained.to_tiktoken()
+    enc = to_tiktoken(trained)
     fresh = {}
 
     def cold() -> list[int]:  # a new tokenizer: its pre-token cache starts empty

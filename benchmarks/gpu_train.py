@@ -1,12 +1,15 @@
 """Training throughput and MFU of GPT-3 Small on the present GPU, by attention backend and compile.
 
-GPT-3 Small exactly as in Table 2.1 (12 layers, d_model 768, 12 heads, context 2048, GPT-2's
-vocabulary) trains with :class:`minigpt.train.Trainer`, the code the book's last chapter runs:
-mixed precision (``precision="auto"``: bf16 where the GPU has it, else fp16 with a gradient
-scaler), fused AdamW, gradient accumulation (``--accum`` micro-batches of ``--micro-batch``
-sequences per step), global-norm clipping. Every combination of attention backend (naive /
-sdpa / triton) and ``torch.compile`` off / on is timed over ``--steps`` steady-state steps after
-``--warmup`` steps (compilation, autotuning, the allocator's warm-up), between
+GPT-3 Small as in Table 2.1 (12 layers, d_model 768, 12 heads, context 2048, GPT-2's
+vocabulary), with GPT-3's alternating dense and locally banded layers (band 256, an
+assumption: the paper gives none; ``--dense`` for all-dense), trains with
+:class:`minigpt.train.Trainer`, the code the book's last chapter runs: mixed precision
+(``precision="auto"``: bf16 where the GPU has it, else fp16 with a gradient scaler), fused
+AdamW, gradient accumulation (``--accum`` micro-batches of ``--micro-batch`` sequences per
+step), global-norm clipping. Every combination of attention backend (naive / sdpa / flex /
+triton; the banded layers of naive, sdpa and triton use an explicit mask, flex skips the tiles
+outside the band) and ``torch.compile`` off / on is timed over ``--steps`` steady-state steps
+after ``--warmup`` steps (compilation, autotuning, the allocator's warm-up), between
 ``torch.cuda.synchronize()`` calls, on random tokens. A combination that runs out of memory is
 retried with half the micro-batch and twice the accumulation (same batch); one that fails
 otherwise is reported and skipped.
@@ -17,7 +20,9 @@ d`` with ``N`` the non-embedding parameters (624M for Small at 2048). The table 
 MFU of the plain ``6N`` count, which leaves attention out (510M), and of PaLM's count
 (Chowdhery et al. 2022, appendix B: every parameter, and attention's two products, ``6N_total
 + 12 n_layer n_ctx d``, 978M), which includes the output layer's ``2 d V`` product that Kaplan's
-leaves out: nanoGPT's MFU is PaLM's.
+leaves out: nanoGPT's MFU is PaLM's. These counts treat every layer as dense, the usual
+convention; ``mfu_banded`` counts the banded layers over their band only (Kaplan's count with
+``banded=True``, 574M), the FLOPs the alternating model really needs.
 
     python benchmarks/gpu_train.py [--micro-batch 16] [--accum 2] [--steps 8] [--warmup 3]
                                    [--backends naive sdpa triton] [--compile off on]
@@ -34,7 +39,7 @@ import time
 
 import torch
 
-from minigpt import gpu
+from minigpt import gpu, precision
 from minigpt.config import GPTConfig
 from minigpt.model import GPT
 from minigpt.scaling import flops_per_token
@@ -46,7 +51,7 @@ def flop_counts(config: GPTConfig) -> dict[str, float]:
     palm = (flops_per_token(config, params="total", attention=False)
             + 12.0 * config.n_layer * config.n_ctx * config.d_attn)
     return {"kaplan": flops_per_token(config), "6n": flops_per_token(config, attention=False),
-            "palm": palm}
+            "palm": palm, "banded": flops_per_token(config, banded=True)}
 
 
 def _sync(device: str) -> None:
@@ -126,7 +131,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--seq-len", type=int, default=2048, help="context (GPT-3: 2048)")
-    parser.add_argument("--backends", nargs="+", default=["naive", "sdpa", "triton"])
+    parser.add_argument("--backends", nargs="+", default=["naive", "sdpa", "flex", "triton"])
+    parser.add_argument("--dense", action="store_true", help="every layer dense (no band)")
     parser.add_argument("--compile", nargs="+", default=["off", "on"], choices=["off", "on"])
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
     args = parser.parse_args()
@@ -139,13 +145,15 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = True
     name = torch.cuda.get_device_name()
     peak = gpu.peak_flops("cuda")
-    config = gpu.gpt3_small_or_tiny(True, n_ctx=args.seq_len)
+    config = gpu.gpt3_small_or_tiny(
+        True, n_ctx=args.seq_len, attention_pattern="dense" if args.dense else "alternating")
     counts = flop_counts(config)
     print(f"device: {name}, peak {'unknown' if peak is None else f'{peak / 1e12:.0f} TFLOP/s'}"
           f" (dense 16-bit), torch {torch.__version__}, precision {args.precision} -> "
-          f"{gpu.pick_precision('cuda') if args.precision == 'auto' else args.precision}")
+          f"{precision.pick_precision('cuda') if args.precision == 'auto' else args.precision}")
     print(f"model: GPT-3 Small, {config.n_layer} layers, d_model {config.d_model}, "
-          f"{config.n_heads} heads, context {config.n_ctx}, vocab {config.vocab_size}; "
+          f"{config.n_heads} heads, context {config.n_ctx}, vocab {config.vocab_size}, "
+          f"{config.attention_pattern} attention (band {config.local_window}); "
           f"FLOPs/token (training): Kaplan {counts['kaplan'] / 1e6:.0f}M, 6N "
           f"{counts['6n'] / 1e6:.0f}M, PaLM {counts['palm'] / 1e6:.0f}M")
     print(f"flash-attn package installed: {gpu.flash_attn_available()} (not a minigpt backend; "

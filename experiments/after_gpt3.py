@@ -19,12 +19,12 @@ Four experiments at toy scale, all on one CPU thread, and two measurements:
     co-occur with "he" vs "she" in Shakespeare (:mod:`minigpt.bias`), and GPT-3's training
     energy under stated assumptions (:mod:`minigpt.energy`).
 
-    python experiments/after_gpt3.py --out minigpt/results/after_gpt3.json
+    python experiments/after_gpt3.py --out minigpt/lab/results/after_gpt3.json
 
 Everything needed to re-run is stored under ``"parameters"``;
-``minigpt.controlled.live_rerun(parameters["comparison"])`` repeats the smallest case (seed 0
+``minigpt.lab.controlled.live_rerun(parameters["comparison"])`` repeats the smallest case (seed 0
 of the comparison, both models) to compare with ``results["comparison"]`` by
-``minigpt.controlled.reproduces``.
+``minigpt.lab.controlled.reproduces``.
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ from typing import Any
 
 import torch
 
-from minigpt import bias, controlled, energy, finetune, icl, isoflop, variants
+from minigpt import bias, energy, finetune, variants
 from minigpt.config import GPTConfig, count_parameters
 from minigpt.data import load_shakespeare
-from minigpt.results import path as result_path
-from minigpt.results import save
-from minigpt.sweep import CharData, SweepSettings, char_data, round_floats
+from minigpt.lab import controlled, icl, isoflop
+from minigpt.lab.record import path as result_path
+from minigpt.lab.record import round_floats, save
+from minigpt.lab.sweep import CharData, SweepSettings, char_data
 from minigpt.tasks import score
 from minigpt.train import TrainConfig
 

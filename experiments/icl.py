@@ -1,12 +1,12 @@
 """In-context learning in miniature (issue #9): three model sizes, zero- to 8-shot accuracy.
 
-Trains three small GPTs on the same mixture of few-shot episodes (:mod:`minigpt.icl`: the same
+Trains three small GPTs on the same mixture of few-shot episodes (:mod:`minigpt.lab.icl`: the same
 data, the same number of tokens, as GPT-3's eight models all saw 300B tokens) and measures
 exact-match accuracy of greedy completions for k = 0, 1, 2, 4, 8 solved examples in the prompt,
 with and without the task's description line, on every task of the mixture, 1-, 2- and
 5-digit addition among them. Writes everything needed to re-run it to ``--out``:
 
-    python experiments/icl.py          # writes minigpt/results/icl_results.json
+    python experiments/icl.py          # writes minigpt/lab/results/icl_results.json
 
 About 7.5 minutes on one CPU thread; ``torch.set_num_threads(1)`` makes the run repeatable bit
 for bit on one machine.
@@ -22,13 +22,13 @@ import time
 
 import torch
 
-from minigpt import icl
-from minigpt.results import path as result_path
-from minigpt.results import save
+from minigpt.lab import icl
+from minigpt.lab.record import path as result_path
+from minigpt.lab.record import save
 from minigpt.train import TrainConfig
 
 #: The three sizes: depth, width, heads, and a learning rate that falls with size (GPT-3's
-#: Table 2.1 does the same). Rotary positions: see the module docstring of minigpt.icl.
+#: Table 2.1 does the same). Rotary positions: see the module docstring of minigpt.lab.icl.
 SIZES: dict[str, dict] = {
     "XS": {"n_layer": 2, "d_model": 32, "n_heads": 2, "positions": "rope", "lr": 6e-3},
     "S": {"n_layer": 2, "d_model": 64, "n_heads": 4, "positions": "rope", "lr": 5e-3},
@@ -39,7 +39,7 @@ SIZES: dict[str, dict] = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(result_path("icl_results")),
-                   help="results JSON to write (default: minigpt/results/icl_results.json)")
+                   help="results JSON to write (default: minigpt/lab/results/icl_results.json)")
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--steps", type=int, default=1600, help="optimizer steps for every size")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per step")

@@ -1,16 +1,16 @@
 """Train a family of tiny GPTs on character-level Shakespeare and save a scaling-law data file.
 
 Every model gets the same data, the same number of tokens and the same schedule; only the size
-differs (see :mod:`minigpt.sweep`). Re-run it from the repository root with
+differs (see :mod:`minigpt.lab.sweep`). Re-run it from the repository root with
 
-    python experiments/scaling_law.py                  # writes minigpt/results/scaling_law.json
+    python experiments/scaling_law.py                  # writes minigpt/lab/results/scaling_law.json
     python experiments/scaling_law.py --quick          # 3 sizes, a few seconds, a smoke test
 
 The full sweep takes about 7 minutes on one thread of a 2024 server CPU (AMD EPYC), and about as
 long on a recent laptop; the smallest model trains in about 10 seconds. Training uses one torch
 thread, which makes every run bit-for-bit deterministic on a given machine; another CPU gives
-losses within a few thousandths of a nat (``minigpt.sweep.reproduces``). The file stores every
-setting, so ``minigpt.sweep.settings_from_parameters`` rebuilds the run from it.
+losses within a few thousandths of a nat (``minigpt.lab.sweep.reproduces``). The file stores every
+setting, so ``minigpt.lab.sweep.settings_from_parameters`` rebuilds the run from it.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from minigpt.results import path as result_path
-from minigpt.sweep import (
+from minigpt.lab.record import path as result_path
+from minigpt.lab.sweep import (
     ModelSize,
     SweepSettings,
     char_data,
@@ -54,7 +54,7 @@ QUICK_SETTINGS = dataclasses.replace(SETTINGS, n_tokens=SETTINGS.n_tokens // 8,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None,
-                        help="where to write the JSON file (default: minigpt/results/"
+                        help="where to write the JSON file (default: minigpt/lab/results/"
                              "scaling_law.json, or scaling_law_quick.json in the temporary "
                              "folder with --quick)")
     parser.add_argument("--quick", action="store_true",

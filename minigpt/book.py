@@ -4,8 +4,9 @@
   the book teaches the package's own code rather than a pasted copy.
 - :func:`set_seed` seeds Python, NumPy and PyTorch, so stored outputs re-run to the same text.
 - :func:`controls` wires ipywidgets to a function for the chapters' interactive figures.
-- :func:`get_device` picks CUDA when there is a GPU and the CPU otherwise, and
-  :func:`on_colab` tells whether the notebook runs on Google Colab.
+- :func:`pick` chooses a setting by device (CUDA when there is a GPU, else the CPU: see
+  :func:`minigpt.precision.get_device`), and :func:`on_colab` tells whether the notebook runs
+  on Google Colab.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["show_source", "source_of", "set_seed", "get_device", "on_colab", "pick", "controls"]
+__all__ = ["show_source", "source_of", "set_seed", "on_colab", "pick", "controls"]
 
 
 def source_of(obj: Any, *, docstring: bool = True) -> str:
@@ -64,13 +65,6 @@ def set_seed(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
-def get_device() -> str:
-    """``"cuda"`` when a CUDA GPU is present, else ``"cpu"``."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def on_colab() -> bool:
     """Whether this code runs inside Google Colab."""
     return "google.colab" in sys.modules
@@ -82,7 +76,11 @@ def pick(cpu: Any, gpu: Any, device: str | None = None) -> Any:
     >>> pick(cpu=64, gpu=1024, device="cpu")
     64
     """
-    return gpu if (device or get_device()) == "cuda" else cpu
+    if device is None:
+        from minigpt.precision import get_device
+
+        device = get_device()
+    return gpu if device == "cuda" else cpu
 
 
 def controls(fn: Any, **widgets_by_arg: Any) -> Any:

@@ -31,8 +31,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from minigpt.checks import check_int
+
 __all__ = [
     "ATTENTION_BACKENDS",
+    "ATTENTION_BACKEND_ALIASES",
     "ATTENTION_PATTERNS",
     "MLPS",
     "NORMS",
@@ -55,8 +58,12 @@ POSITIONS = ("learned", "rope")
 ATTENTION_PATTERNS = ("dense", "alternating")
 #: The attention backends of :mod:`minigpt.attention`: ``"naive"`` (softmax(QK^T)V written
 #: out), ``"tiled"`` (FlashAttention's tiled online softmax in PyTorch), ``"sdpa"``
-#: (``torch.nn.functional.scaled_dot_product_attention``) and ``"triton"`` (the Triton kernel).
-ATTENTION_BACKENDS = ("naive", "tiled", "sdpa", "triton")
+#: (``torch.nn.functional.scaled_dot_product_attention``), ``"triton"`` (the Triton kernel) and
+#: ``"flex"`` (``torch.nn.attention.flex_attention`` with block masks: it skips the empty tiles
+#: of GPT-3's locally banded layers).
+ATTENTION_BACKENDS = ("naive", "tiled", "sdpa", "triton", "flex")
+#: Other accepted backend names: the usual words for the two written-out backends.
+ATTENTION_BACKEND_ALIASES = {"manual": "naive", "flash": "tiled"}
 
 # Fields that are filled in from others when left as None (see GPTConfig.replace).
 _DERIVED = ("d_head", "d_ff", "n_kv_heads")
@@ -66,10 +73,6 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
 
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ class GPTConfig:
         given = frozenset(name for name in _DERIVED if getattr(self, name) is not None)
         object.__setattr__(self, "_given", given)
         for name in ("n_layer", "d_model", "n_heads", "vocab_size", "n_ctx", "local_window"):
-            _check_positive_int(name, getattr(self, name))
+            check_int(name, getattr(self, name))
         if self.d_head is None:
             if self.d_model % self.n_heads:
                 raise ValueError(
@@ -161,7 +164,7 @@ class GPTConfig:
 
     def _validate(self) -> None:
         for name in _DERIVED:
-            _check_positive_int(name, getattr(self, name))
+            check_int(name, getattr(self, name))
         if self.n_heads % self.n_kv_heads:
             raise ValueError(
                 f"n_kv_heads ({self.n_kv_heads}) must divide n_heads ({self.n_heads}): "

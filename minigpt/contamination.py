@@ -213,6 +213,8 @@ def choose_ngram_length(items: Iterable[str], low: int = 8, high: int = 13) -> i
 
     The percentile is rounded down (the paper does not say how it rounded).
 
+    Raises ``ValueError`` if ``items`` is empty or unless ``1 <= low <= high``.
+
     >>> choose_ngram_length(["word " * 10] * 19 + ["word " * 3])
     9
     """

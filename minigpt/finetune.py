@@ -19,11 +19,11 @@ other tasks. The recipe has three parts, each a function here:
 
 :func:`finetune` runs it with :class:`minigpt.train.Trainer`, the same loop as pre-training
 (AdamW over the parameters that are still trainable, warmup and cosine decay, clipping,
-history). Trainer cuts a token stream into windows and takes the next token as the target; SFT
-needs masked targets, so :func:`finetune` builds the Trainer and then replaces its data source,
-``trainer.train_data``, with an :class:`ExampleBatcher`, which yields ``(x, y)`` batches as
-the Trainer's own batcher does, but one example per row and ``-100`` wherever ``y`` is not an
-answer token. Nothing of the loop is copied.
+history). Pre-training cuts a token stream into windows and takes the next token as the
+target; SFT needs masked targets, so :func:`finetune` gives the Trainer its own batcher
+(:class:`~minigpt.train.Batcher`), an :class:`ExampleBatcher`, which yields ``(x, y)`` batches
+as a :class:`~minigpt.train.TokenBatcher` does, but one example per row and ``-100`` wherever
+``y`` is not an answer token. Nothing of the loop is copied.
 
 :func:`confident_mistakes` lists the wrong answers a model gives with the highest probability
 (:func:`answer_probability`): a small model's errors are often not hesitant.
@@ -46,8 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minigpt.generate import score_continuation
-from minigpt.icl import split_task
-from minigpt.tasks import Prompt, Task, get_task, make_prompts, normalize_prediction
+from minigpt.tasks import Prompt, Task, get_task, make_prompts, normalize_prediction, split_task
 from minigpt.train import TrainConfig, Trainer
 
 __all__ = [
@@ -160,6 +159,10 @@ def answer_loss_mask(prompt_lengths: Tensor, lengths: Tensor, seq_len: int) -> T
     ``prompt_lengths[b] <= t + 1 < lengths[b]``. Every prompt token, and the padding, is left
     out of the loss; the first answer token is predicted from the last prompt position.
 
+    Raises ``ValueError`` if ``prompt_lengths`` and ``lengths`` are not 1-D of the same
+    length, if an example has no prompt token or no answer token (``1 <= prompt_length <
+    length`` must hold), or if an example is longer than ``seq_len + 1`` tokens.
+
     >>> answer_loss_mask(torch.tensor([2, 3]), torch.tensor([4, 6]), seq_len=5).int()
     tensor([[0, 1, 1, 0, 0],
             [0, 0, 1, 1, 1]], dtype=torch.int32)
@@ -230,7 +233,7 @@ def sft_examples(
     """Zero-shot instructions of ``task`` and their answers, as :class:`~minigpt.tasks.Prompt`.
 
     Queries are split into a ``"train"`` and a ``"test"`` share by a hash of their text
-    (:func:`minigpt.icl.split_task`, ``holdout`` = test share), so a model fine-tuned on one
+    (:func:`minigpt.lab.icl.split_task`, ``holdout`` = test share), so a model fine-tuned on one
     share can be tested on instructions it has never seen answered. ``n=None`` gives every
     distinct query of the share once (:func:`distinct_examples`), sorted; ``n`` draws that
     many prompts from ``random.Random(seed)`` (:func:`minigpt.tasks.make_prompts`).
@@ -258,7 +261,7 @@ def encode_examples(
     (everything but the padding): the answer's tokens *and the EOT after it* are what
     :func:`answer_loss_mask` keeps, so the model also learns to stop.
 
-    >>> from minigpt.icl import CharTokenizer
+    >>> from minigpt.lab.icl import CharTokenizer
     >>> rows, p, n = encode_examples([Prompt("ab =>", "c")], CharTokenizer())
     >>> rows.shape, p.tolist(), n.tolist()
     (torch.Size([1, 9]), [6], [9])
@@ -379,10 +382,10 @@ def finetune(
     if trainable is not None:
         freeze(model, trainable)
     try:
-        trainer = Trainer(model, rows.flatten(), dataclasses.replace(train, seq_len=seq_len))
-        # Trainer's own batcher cuts the stream into next-token windows; SFT's batches are
-        # whole examples with the prompt masked out. Everything else is Trainer's.
-        trainer.train_data = ExampleBatcher(rows, prompt_lengths, lengths, seed=train.seed)
+        # SFT's batches are whole examples with the prompt masked out, not windows of a token
+        # stream: the Trainer takes them from this batcher. Everything else is the Trainer's.
+        batcher = ExampleBatcher(rows, prompt_lengths, lengths, seed=train.seed)
+        trainer = Trainer(model, batcher, dataclasses.replace(train, seq_len=seq_len))
         return trainer.train()
     finally:
         if trainable is not None:
@@ -399,9 +402,9 @@ def answer_probability(
     (the newline that ends an answer in few-shot text), summed over the ends, as
     ``exp`` of :func:`minigpt.generate.score_continuation`. Without the end, "elttil" would
     also count the model's "elttila". The prompt is fed after EOT, as in
-    :func:`minigpt.icl.greedy_predictor`.
+    :func:`minigpt.lab.icl.greedy_predictor`.
 
-    >>> from minigpt.icl import CharTokenizer
+    >>> from minigpt.lab.icl import CharTokenizer
     >>> from minigpt.config import GPTConfig
     >>> from minigpt.model import GPT
     >>> tok = CharTokenizer()

@@ -101,6 +101,8 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     running sum, and drop the tokens whose running sum is ``<= 1 - p`` (the most likely token
     is always kept). ``p = 1`` keeps every token of nonzero probability.
 
+    Raises ``ValueError`` unless ``0 < p <= 1``.
+
     >>> logits = torch.tensor([0.5, 0.3, 0.2]).log()
     >>> top_p_filter(logits, 0.7).isfinite().tolist()  # 0.5 < 0.7 <= 0.5 + 0.3
     [True, True, False]
@@ -122,19 +124,42 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
 
 
 def _inference(fn: Callable) -> Callable:
-    """Run ``fn(model, ...)`` under ``torch.no_grad()`` with the model in eval mode."""
+    """Run ``fn(model, ...)`` under :func:`torch.inference_mode` with the model in eval mode.
+
+    Inference mode skips autograd's bookkeeping (version counters, views) on every operation,
+    which matters when the per-token work is small. The tensors returned are cloned outside
+    it, so that they are ordinary tensors (inference tensors cannot be saved for backward, so
+    could not be fed to a training step).
+    """
 
     @functools.wraps(fn)
     def wrapper(model: nn.Module, *args, **kwargs):
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad():
-                return fn(model, *args, **kwargs)
+            with torch.inference_mode():
+                result = fn(model, *args, **kwargs)
         finally:
             model.train(was_training)
+        if isinstance(result, Tensor):
+            return result.clone()
+        if isinstance(result, BeamResult):
+            return BeamResult(*(t.clone() for t in result))
+        return result
 
     return wrapper
+
+
+def _stepper(model: nn.Module, use_cache: bool) -> Callable[[Tensor, list | None], Tensor]:
+    """``step(feed (B, T), caches) -> logits (B, V)`` of the last position, float32.
+
+    The model's :meth:`~minigpt.model.GPT.decode_step` (no per-step re-validation) when the
+    cache is used and the model has one, else ``model(feed, caches=caches)``.
+    """
+    decode_step = getattr(model, "decode_step", None) if use_cache else None
+    if decode_step is None:
+        return lambda feed, caches: model(feed, caches=caches)[0][:, -1].float()
+    return lambda feed, caches: decode_step(feed, caches).float()
 
 
 def _check_prompt(model: nn.Module, idx: Tensor, max_new_tokens: int) -> None:
@@ -167,24 +192,33 @@ def _decode(
     n_ctx = model.config.n_ctx
     pad_id = eos_id if pad_id is None else pad_id
     caches = model.make_caches() if use_cache else None
-    out, feed = idx.long(), idx.long()
-    done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
-    for _ in range(max_new_tokens):
+    step = _stepper(model, use_cache)
+    b, n = idx.shape  # n: tokens so far
+    out = torch.empty(b, n + max_new_tokens, dtype=torch.long, device=idx.device)
+    out[:, :n] = idx
+    feed = out[:, :n]
+    done = torch.zeros(b, dtype=torch.bool, device=idx.device)
+    may_finish = eos_id is not None or b == 0  # else done.all() is False: skip the sync
+    for i in range(max_new_tokens):
         if caches is None or len(caches[0]) + feed.shape[1] > n_ctx:
             # No cache, or the context is full: recompute from the last n_ctx tokens.
-            feed = out[:, -n_ctx:]
+            feed = out[:, max(0, n - n_ctx) : n]
             for cache in caches or []:
                 cache.reset()
-        logits = model(feed, caches=caches)[0][:, -1].float()  # (B, V)
+        if i == 0:  # the prompt: every check of forward
+            logits = model(feed, caches=caches)[0][:, -1].float()  # (B, V)
+        else:
+            logits = step(feed, caches)  # (B, V)
         token = pick(logits)  # (B,)
         if eos_id is not None:
             token = token.masked_fill(done, pad_id)  # finished rows get padding
             done = done | (token == eos_id)
-        out = torch.cat([out, token[:, None]], dim=1)
+        out[:, n] = token
+        n += 1
         feed = token[:, None]
-        if done.all():
+        if may_finish and done.all():
             break
-    return out
+    return out[:, :n]
 
 
 @_inference
@@ -276,6 +310,9 @@ def length_penalized_score(sum_logprob: float | Tensor, length: int | Tensor,
     log-probability, which favours short hypotheses (every token adds a negative term);
     ``alpha = 1`` ranks by the mean log-probability per token; ``alpha > 1`` favours long ones.
     (Wu et al. 2016 divide by ``((5 + length) / 6) ** alpha`` instead.)
+
+    Raises ``ValueError`` if ``length`` (or any entry of a ``length`` tensor) is below 1, or
+    if a number ``length`` is not an int.
 
     >>> length_penalized_score(-6.0, 4, 1.0)
     -1.5
@@ -421,10 +458,14 @@ def beam_search(
     is_done = torch.zeros(b, k, dtype=torch.bool, device=dev)
     improvable = torch.ones(b, 1, dtype=torch.bool, device=dev)
     caches = model.make_caches() if use_cache else None
+    step = _stepper(model, use_cache)
     feed = running[:, :, :t].flatten(0, 1)  # (B K, T)
 
     for cur in range(t, max_len):
-        logits = model(feed, caches=caches)[0][:, -1].float()  # (B K, V)
+        if cur == t:  # the prompt: every check of forward
+            logits = model(feed, caches=caches)[0][:, -1].float()  # (B K, V)
+        else:
+            logits = step(feed, caches)  # (B K, V)
         vocab = logits.shape[-1]
         logp = F.log_softmax(logits, dim=-1).view(b, k, vocab) + run_scores[:, :, None]
         top_lp, top_i = torch.topk(logp.view(b, k * vocab), keep)  # (B, 2K)

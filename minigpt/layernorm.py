@@ -156,7 +156,8 @@ def layer_norm(
         y of the shape of x, and a :class:`LayerNormCache`.
 
     Raises:
-        ValueError: if x does not end in normalized_shape.
+        ValueError: if x does not end in normalized_shape, if weight's shape is not
+            normalized_shape, or if weight and normalized_shape are both None.
     """
     shape = _resolve_shape(weight, normalized_shape, "layer_norm")
     _check_trailing_shape(x, shape, "layer_norm")

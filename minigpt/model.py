@@ -14,7 +14,7 @@ GPT-3 (Brown et al. 2020, section 2.1) "uses the same model and architecture as 
   standard deviation is divided by ``sqrt(2 n_layer)``, so that the variance the ``2 n_layer``
   residual additions pile up stays the same whatever the depth;
 * GPT-3's own change: **alternating dense and locally banded** attention layers
-  (``attention_pattern="alternating"``, see :mod:`minigpt.sparse`).
+  (``attention_pattern="alternating"``, see :mod:`minigpt.attention.sparse`).
 
 The module and parameter names are those of GPT-2 (``transformer.wte``, ``transformer.h.0.ln_1``,
 ``attn.c_attn``, ``mlp.c_fc``, ...), so :func:`to_hf_gpt2_state_dict` and
@@ -203,9 +203,34 @@ class GPT(nn.Module):
     # -- the forward pass -----------------------------------------------------------------
 
     def make_caches(self, max_len: int | None = None) -> list[KVCache]:
-        """One empty :class:`KVCache` per layer, bounded by ``max_len`` (default ``n_ctx``)."""
+        """One empty :class:`KVCache` per layer, bounded by ``max_len`` (default ``n_ctx``).
+
+        Each cache allocates its buffers, ``(B, Hkv, max_len, d_head)``, at its first append
+        and then only writes into them: a decoding step copies one token per layer.
+        """
         max_len = self.config.n_ctx if max_len is None else max_len
         return [KVCache(max_len=max_len) for _ in range(self.config.n_layer)]
+
+    def decode_step(self, idx: Tensor, caches: list[KVCache]) -> Tensor:
+        """Inference only: the next-token logits ``(B, V)`` after ``idx (B, T)``, whose keys
+        and values are appended to ``caches`` (one per layer, from :meth:`make_caches`).
+
+        The same computation as ``forward(idx, caches=caches)[0][:, -1]``, for the decoding
+        loops of :mod:`minigpt.generate` after their first call to :meth:`forward`: it skips
+        the checks that cannot fail there (the ids are the model's own samples, the caches
+        came from :meth:`make_caches`), which cost as much as a layer at a small width. Only
+        the context length is still checked. Call it under :func:`torch.inference_mode`.
+        """
+        offset, t = len(caches[0]), idx.shape[1]
+        if offset + t > self.config.n_ctx:
+            self._check_input(idx, offset)  # raises the clear error
+        x = self.transformer.wte(idx)  # (B, T, d)
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe.weight[offset : offset + t]  # rows of wpe(pos)
+        x = self.transformer.drop(x)
+        for block, cache in zip(self.transformer.h, caches, strict=True):
+            x = block(x, cache=cache)
+        return self.lm_head(self.transformer.ln_f(x))[:, -1]  # (B, V)
 
     def _check_input(self, idx: Tensor, offset: int) -> None:
         if not isinstance(idx, Tensor) or idx.ndim != 2 or idx.dtype not in (

@@ -41,7 +41,7 @@ __all__ = [
     "count_ngrams",
     "add_k_probability",
     "perplexity",
-    "apply_temperature",
+    "temper_probabilities",
     "unseen_ngram_rate",
     "NGramLM",
     "fill_blank",
@@ -109,6 +109,8 @@ def add_k_probability(count: int, context_count: int, vocab_size: int, k: float 
 
     ``k = 1`` is Laplace smoothing; ``k -> 0`` approaches the maximum-likelihood estimate.
 
+    Raises ``ValueError`` if ``k <= 0`` (that is not smoothing) or ``vocab_size < 1``.
+
     >>> add_k_probability(count=3, context_count=10, vocab_size=5, k=1.0)
     0.26666666666666666
     """
@@ -124,6 +126,8 @@ def perplexity(logprobs: Sequence[float] | np.ndarray) -> float:
 
     It is the size of a uniform choice that would be as surprising as the model is.
 
+    Raises ``ValueError`` for an empty sequence: the perplexity of nothing is undefined.
+
     >>> round(perplexity([math.log(0.25)] * 4), 6)
     4.0
     """
@@ -133,14 +137,16 @@ def perplexity(logprobs: Sequence[float] | np.ndarray) -> float:
     return float(np.exp(-values.mean()))
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+def temper_probabilities(probs: np.ndarray, temperature: float) -> np.ndarray:
     """Rescale a distribution: ``p_i^(1/T) / sum_j p_j^(1/T)``, shape ``(V,) -> (V,)``.
 
     ``T = 1`` leaves it unchanged, ``T < 1`` sharpens it, ``T > 1`` flattens it, and ``T = 0``
     puts all mass on the most likely token (greedy decoding; ties go to the first). Temperatures
     below ``1e-12`` are treated as 0, where ``p^(1/T)`` would overflow.
 
-    >>> apply_temperature(np.array([0.5, 0.25, 0.25]), 0.5).round(4).tolist()
+    Raises ``ValueError`` for a negative temperature.
+
+    >>> temper_probabilities(np.array([0.5, 0.25, 0.25]), 0.5).round(4).tolist()
     [0.6667, 0.1667, 0.1667]
     """
     if temperature < 0:
@@ -385,7 +391,7 @@ class NGramLM:
             probs = np.fromiter(dist.values(), dtype=np.float64, count=len(tokens))
             if probs.sum() == 0:  # only <unk> ever followed this context (MLE, unk_cutoff > 1)
                 break
-            probs = apply_temperature(probs / probs.sum(), temperature)
+            probs = temper_probabilities(probs / probs.sum(), temperature)
             token = tokens[rng.choice(len(tokens), p=probs)]
             if token == EOS:
                 break

@@ -402,6 +402,9 @@ def warmup_cosine_schedule(
     ``decay_steps`` is where the decay *ends*, counted from step 0 (warmup included). The curve
     is continuous. GPT-3, counted in tokens: ``warmup_steps=375e6, decay_steps=260e9,
     min_lr_ratio=0.1`` (the paper leaves open whether the 260B include the warmup).
+
+    Raises ``ValueError`` if ``warmup_steps < 0``, if ``decay_steps < warmup_steps``, if
+    ``step`` is negative or if ``min_lr_ratio`` is outside ``[0, 1]``.
     """
     _check_step(step)
     if not warmup_steps >= 0:

@@ -42,6 +42,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from minigpt.checks import check_int
+
 __all__ = [
     "ALiBi",
     "LearnedPositionalEmbedding",
@@ -69,13 +71,9 @@ def check_span(t: int, offset: int, max_len: int, who: str) -> None:
         )
 
 
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
 
 def _check_even(name: str, value: int) -> None:
-    _check_positive(name, value)
+    check_int(name, value)
     if value % 2:
         raise ValueError(f"{name} must be even (features are used in pairs), got {value}")
 
@@ -102,8 +100,8 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, max_len: int, d_model: int, *, device=None, dtype=None) -> None:
         super().__init__()
-        _check_positive("max_len", max_len)
-        _check_positive("d_model", d_model)
+        check_int("max_len", max_len)
+        check_int("d_model", d_model)
         self.max_len, self.d_model = max_len, d_model
         self.weight = nn.Parameter(torch.empty(max_len, d_model, device=device, dtype=dtype))
         self.reset_parameters()
@@ -129,7 +127,7 @@ def sinusoidal_table(max_len: int, d_model: int, base: float = 10000.0) -> Tenso
             [ 0.8415,  0.5403,  0.0100,  0.9999],
             [ 0.9093, -0.4161,  0.0200,  0.9998]])
     """
-    _check_positive("max_len", max_len)
+    check_int("max_len", max_len)
     _check_even("d_model", d_model)
     pos = torch.arange(max_len, dtype=torch.float64)
     inv_freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (d/2,)
@@ -167,7 +165,7 @@ def rope_cos_sin(max_len: int, d_head: int, base: float = 10000.0) -> tuple[Tens
     ``theta_i = base^(-2i/d_head)`` for ``i < d_head/2``; each angle appears twice, at columns
     ``i`` and ``i + d_head/2``, the two features it rotates together.  Computed in float64.
     """
-    _check_positive("max_len", max_len)
+    check_int("max_len", max_len)
     _check_even("d_head", d_head)
     theta = base ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)  # (d_head/2,)
     angles = torch.outer(torch.arange(max_len, dtype=torch.float64), theta)
@@ -243,7 +241,7 @@ def alibi_slopes(n_heads: int) -> Tensor:
     >>> alibi_slopes(4).tolist()
     [0.25, 0.0625, 0.015625, 0.00390625]
     """
-    _check_positive("n_heads", n_heads)
+    check_int("n_heads", n_heads)
 
     def power_of_two(n: int) -> list[float]:
         return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]

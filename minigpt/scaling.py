@@ -120,6 +120,8 @@ def flops_per_token(
     attention term; the output logits (``2 d V``) are left out of ``2 N`` when
     ``params="non_embedding"``.
 
+    Raises ``ValueError`` if ``params`` is neither ``"non_embedding"`` nor ``"total"``.
+
     >>> from minigpt.config import gpt3_config
     >>> cfg = gpt3_config("small")
     >>> round(flops_per_token(cfg) / 1e6), round(flops_per_token(cfg, attention=False) / 1e6)
@@ -341,6 +343,10 @@ def activation_bytes_per_layer(
 
     GPT-3 175B at ``s = 2048``, ``b = 1``: 2.9 GB per layer, 275 GB for all 96 layers.
 
+    Raises ``ValueError`` if ``seq_len``, ``micro_batch``, ``d_model``, ``n_heads`` or
+    ``tensor_parallel`` is not a positive int, or ``recompute`` is not ``"none"``,
+    ``"selective"`` or ``"full"``.
+
     >>> round(activation_bytes_per_layer(2048, 1, 12288, 96) / 1e9, 2)
     2.87
     """
@@ -409,6 +415,9 @@ def memory_per_gpu(
 
     ``model`` is a config (activations included, per :func:`activation_bytes`) or a parameter
     count (model states only). ZeRO's own example, 7.5B parameters on 64 GPUs:
+
+    Raises ``ValueError`` if ``zero_stage`` is not 0, 1, 2 or 3, or a parallel degree
+    (``data_parallel``, ``tensor_parallel``, ``pipeline_parallel``) is not a positive int.
 
     >>> [memory_per_gpu(7.5e9, data_parallel=64, zero_stage=s).gb()["total"] for s in range(4)]
     [120.0, 31.4, 16.6, 1.9]
@@ -480,6 +489,8 @@ def chinchilla_optimal(compute, fit: ChinchillaFit = CHINCHILLA) -> tuple:
     GPT-3's budget this gives a 24.5B model on 2.1T tokens, about 87 tokens per parameter, far
     more than the "20 tokens per parameter" of :func:`tokens_per_parameter_rule`, which comes
     from the paper's other two approaches.
+
+    Raises ``ValueError`` unless ``compute > 0`` (for an array: every entry).
 
     >>> n, d = chinchilla_optimal(3.14e23)
     >>> f"{n:.3g}", f"{d:.3g}", round(d / n)

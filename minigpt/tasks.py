@@ -29,12 +29,15 @@ The tasks here need no data files:
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = [
+    "split_task",
     "ANTONYMS",
     "REVERSAL_WORDS",
     "SYNONYMS",
@@ -328,6 +331,10 @@ def normalize_prediction(prediction: str) -> str:
 def score(predictions: Sequence[str], answers: Sequence[str]) -> float:
     """Exact-match accuracy: the share of predictions whose first line equals the answer.
 
+    A prediction counts when ``normalize_prediction(prediction) == answer.strip()``.
+    Raises ``ValueError`` if ``predictions`` or ``answers`` is a single string rather than a
+    sequence of strings, if their lengths differ, or if there are no answers.
+
     >>> score([" 124\\n", "12", "-5 and more"], ["124", "13", "-5"])
     0.3333333333333333
     """
@@ -341,3 +348,37 @@ def score(predictions: Sequence[str], answers: Sequence[str]) -> float:
     hits = sum(normalize_prediction(p) == a.strip() for p, a in zip(predictions, answers,
                                                                      strict=True))
     return hits / len(answers)
+
+
+_PARTS = ("train", "test")
+
+
+def split_task(task: Task, part: str, holdout: float) -> Task:
+    """The task restricted to the ``"train"`` or ``"test"`` share of its queries.
+
+    A query is in the test share when ``crc32(query) / 2^32 < holdout``: a split fixed by the
+    text alone, the same on every machine, that needs no list of held-out problems.
+
+    >>> test = split_task(get_task("addition_2d"), "test", 0.2)
+    >>> example = test.sample(random.Random(0))
+    >>> zlib.crc32(example.query.encode()) / 2**32 < 0.2
+    True
+    """
+    if part not in _PARTS:
+        raise ValueError(f"part must be 'train' or 'test', got {part!r}")
+    if not 0.0 <= holdout < 1.0:
+        raise ValueError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+    if holdout == 0.0:
+        if part == "test":
+            raise ValueError("holdout = 0 leaves no test queries; use holdout > 0")
+        return task
+    want_test = part == "test"
+
+    def sample(rng: random.Random):
+        for _ in range(10_000):
+            example = task.sample(rng)
+            if (zlib.crc32(example.query.encode()) / 2**32 < holdout) == want_test:
+                return example
+        raise ValueError(f"task {task.name!r} found no {part} query in 10,000 draws")
+
+    return dataclasses.replace(task, sample=sample)

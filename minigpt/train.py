@@ -38,19 +38,24 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from minigpt import gpu
 from minigpt.config import GPTConfig
+from minigpt.early_stopping import EarlyStopping
 from minigpt.model import GPT, optimizer_groups
 from minigpt.optim import batch_size_schedule, clip_grad_norm_, warmup_cosine_schedule
+from minigpt.precision import PRECISIONS, pick_precision, supports_bf16
 from minigpt.scaling import flops_per_token
 
 __all__ = [
+    "evaluate",
+    "Batcher",
     "TokenBatcher",
     "TrainConfig",
     "Trainer",
@@ -74,6 +79,9 @@ def pack_documents(documents: Iterable[Sequence[int] | Tensor], eot_id: int) -> 
     a document boundary, and the ``<|endoftext|>`` token between them tells the model that the
     text before it is unrelated. Returns a 1-D ``long`` tensor.
 
+    Raises ``ValueError`` if there is no document at all, if a document holds a negative token
+    id, or if ``eot_id`` is not an int >= 0. An empty document still adds its ``eot_id``.
+
     >>> pack_documents([[5, 6, 7], [8]], eot_id=0).tolist()
     [5, 6, 7, 0, 8, 0]
     """
@@ -89,6 +97,55 @@ def pack_documents(documents: Iterable[Sequence[int] | Tensor], eot_id: int) -> 
     if not pieces:
         raise ValueError("pack_documents needs at least one document")
     return torch.cat(pieces)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 64) -> float:
+    """Mean cross-entropy (nats per target) of ``model`` on inputs ``x`` and targets ``y``.
+
+    ``x`` and ``y`` are ``(n, T)`` for a language model whose forward returns logits
+    ``(n, T, V)`` (or a ``(logits, loss)`` pair, as :class:`~minigpt.model.GPT`), or ``x (n, ...)``
+    and ``y (n,)`` for a classifier of one next token. Targets of ``-100`` are left out. Runs in
+    chunks of ``batch_size`` rows, in eval mode, and puts the model back in the mode it was in.
+    """
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y must hold the same number (>= 1) of rows, got "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for i in range(0, len(x), batch_size):
+            out = model(x[i : i + batch_size])
+            logits = out[0] if isinstance(out, tuple) else out
+            target = y[i : i + batch_size].reshape(-1).long()
+            total += float(F.cross_entropy(logits.reshape(target.numel(), -1).float(), target,
+                                           ignore_index=-100, reduction="sum"))
+            count += int((target != -100).sum())
+    finally:
+        model.train(was_training)
+    return total / count
+
+
+class Batcher(Protocol):
+    """What :class:`Trainer` reads its training batches from.
+
+    :class:`TokenBatcher` (windows of a token stream) is the usual one; fine-tuning passes
+    :class:`~minigpt.finetune.ExampleBatcher` (whole examples, prompts masked out). The state is
+    what a checkpoint stores, so a resumed run reads exactly the batches it would have read.
+    """
+
+    def next_batch(self, batch_size: int) -> tuple[Tensor, Tensor]:
+        """Inputs and targets, both ``(batch_size, T)``."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position in the data."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Go back to a position returned by :meth:`state_dict`."""
+        ...
 
 
 class TokenBatcher:
@@ -223,7 +280,7 @@ class TrainConfig:
             weights, optimizer and reductions in float32); ``"fp16"`` (autocast to float16 with
             a ``torch.amp.GradScaler``: the loss is scaled up before the backward pass, the
             gradients are unscaled before clipping, and a step whose gradients overflowed is
-            skipped and the scale halved); or ``"auto"`` (:func:`minigpt.gpu.pick_precision`:
+            skipped and the scale halved); or ``"auto"`` (:func:`minigpt.precision.pick_precision`:
             bf16 on GPUs that have it, fp16 on older ones, fp32 on a CPU).
         compile: run the model through ``torch.compile`` (fused kernels; the first steps are
             slow while it compiles).
@@ -290,8 +347,8 @@ class TrainConfig:
             raise ValueError("early_stopping_patience needs an eval_interval (and val_tokens)")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.precision not in gpu.PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(map(repr, gpu.PRECISIONS))}, "
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, "
                              f"got {self.precision!r}")
         for name in ("compile", "fused_adamw"):
             if not isinstance(getattr(self, name), bool):
@@ -313,7 +370,8 @@ class Trainer:
 
     Args:
         model: the model (its device is used for the batches).
-        train_tokens: the packed training stream (1-D, :func:`pack_documents`).
+        train_data: the packed training stream (1-D, :func:`pack_documents`), cut into windows
+            by a :class:`TokenBatcher`; or any :class:`Batcher` to read batches from.
         config: a :class:`TrainConfig`.
         val_tokens: optional held-out stream for :meth:`evaluate`.
 
@@ -339,7 +397,7 @@ class Trainer:
     def __init__(
         self,
         model: GPT,
-        train_tokens: Tensor,
+        train_data: Tensor | Batcher,
         config: TrainConfig,
         val_tokens: Tensor | None = None,
     ) -> None:
@@ -354,7 +412,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)  # noqa: NPY002 (the legacy global generator)
         random.seed(config.seed)
-        self.train_data = TokenBatcher(train_tokens, self.seq_len, seed=config.seed)
+        self.train_data = (train_data if hasattr(train_data, "next_batch")
+                           else TokenBatcher(train_data, self.seq_len, seed=config.seed))
         self.val_data = (None if val_tokens is None
                          else TokenBatcher(val_tokens, self.seq_len, shuffle=False))
         # GPT-3's AdamW, as minigpt.model.configure_optimizer, with the choice of kernel.
@@ -362,9 +421,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay),
                                            lr=config.lr, betas=config.betas, eps=config.eps,
                                            fused=fused or None)
-        self.precision = (gpu.pick_precision(self.device) if config.precision == "auto"
+        self.precision = (pick_precision(self.device) if config.precision == "auto"
                           else config.precision)
-        if self.precision == "bf16" and self.device.type == "cuda" and not gpu.supports_bf16(
+        if self.precision == "bf16" and self.device.type == "cuda" and not supports_bf16(
                 self.device):
             raise ValueError(f"precision 'bf16' needs a GPU of compute capability 8.0 or more; "
                              f"{torch.cuda.get_device_name(self.device)} has none: use 'fp16' "
@@ -376,9 +435,8 @@ class Trainer:
         self.stopped_by_budget = False
         self.step, self.tokens_seen = 0, 0
         self.history: list[dict[str, float]] = []
-        self.best_val_loss, self.best_step, self.evals_since_best = math.inf, 0, 0
-        self.best_model_state: dict[str, Tensor] | None = None
-        self.stopped_early = False
+        self.early_stopping = EarlyStopping(patience=config.early_stopping_patience or None,
+                                            restore_best_weights=False)
 
     # -- schedules ------------------------------------------------------------------------
 
@@ -462,18 +520,15 @@ class Trainer:
         (the same ones every time), in eval mode; consumes no random numbers."""
         if self.val_data is None:
             raise ValueError("evaluate needs val_tokens (pass them to Trainer)")
-        was_training = self.model.training
-        self.model.eval()
         state = self.val_data.state_dict()
         self.val_data.load_state_dict({**state, "epoch": 0, "cursor": 0})
-        losses = []
-        for _ in range(self.config.eval_batches):
-            x, y = self.val_data.next_batch(self.config.micro)
-            with self._autocast():
-                losses.append(self.model(x.to(self.device), y.to(self.device))[1].item())
+        batches = [self.val_data.next_batch(self.config.micro)
+                   for _ in range(self.config.eval_batches)]
         self.val_data.load_state_dict(state)
-        self.model.train(was_training)
-        return sum(losses) / len(losses)
+        x = torch.cat([b[0] for b in batches]).to(self.device)
+        y = torch.cat([b[1] for b in batches]).to(self.device)
+        with self._autocast():
+            return evaluate(self.model, x, y, batch_size=self.config.micro)
 
     def train(self, steps: int | None = None) -> list[dict[str, float]]:
         """Run ``steps`` more steps (default: up to ``max_steps``), or until
@@ -495,7 +550,7 @@ class Trainer:
                 self.step % c.eval_interval == 0 or self.step == c.max_steps or out_of_time
             ):
                 record["val_loss"] = self.evaluate()
-                self._track_best(record["val_loss"])
+                self.early_stopping.step(record["val_loss"], self.model, at=self.step)
             if (c.checkpoint_interval and self.step % c.checkpoint_interval == 0) or (
                 out_of_time and c.checkpoint_path
             ):
@@ -512,16 +567,26 @@ class Trainer:
             bar.close()
         return self.history
 
-    def _track_best(self, val_loss: float) -> None:
-        """Update the best evaluation and decide whether to stop early."""
-        if val_loss < self.best_val_loss:
-            self.best_val_loss, self.best_step, self.evals_since_best = val_loss, self.step, 0
-            self.best_model_state = {k: v.detach().clone()
-                                     for k, v in self.model.state_dict().items()}
-        else:
-            self.evals_since_best += 1
-        patience = self.config.early_stopping_patience
-        self.stopped_early = bool(patience) and self.evals_since_best >= patience
+    @property
+    def best_val_loss(self) -> float:
+        """The lowest validation loss so far (``inf`` before the first evaluation)."""
+        best = self.early_stopping.best
+        return math.inf if best is None else best
+
+    @property
+    def best_step(self) -> int:
+        """The training step of :attr:`best_val_loss` (0 before the first evaluation)."""
+        return self.early_stopping.best_step or 0
+
+    @property
+    def best_model_state(self) -> dict[str, Tensor] | None:
+        """A copy of the weights at :attr:`best_step`."""
+        return self.early_stopping.best_state
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether early stopping ended training."""
+        return self.early_stopping.should_stop
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -538,9 +603,7 @@ class Trainer:
             "data": self.train_data.state_dict(),
             "history": self.history,
             "rng": rng_state(),
-            "best": {"val_loss": self.best_val_loss, "step": self.best_step,
-                     "evals_since_best": self.evals_since_best,
-                     "model": self.best_model_state, "stopped_early": self.stopped_early},
+            "early_stopping": self.early_stopping.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
         }
 
@@ -553,12 +616,7 @@ class Trainer:
         self.train_data.load_state_dict(state["data"])
         self.history = [dict(r) for r in state["history"]]
         set_rng_state(state["rng"])
-        best = state.get("best", {})
-        self.best_val_loss = best.get("val_loss", math.inf)
-        self.best_step = best.get("step", 0)
-        self.evals_since_best = best.get("evals_since_best", 0)
-        self.best_model_state = best.get("model")
-        self.stopped_early = best.get("stopped_early", False)
+        self.early_stopping.load_state_dict(state["early_stopping"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
 
@@ -616,6 +674,9 @@ def sequence_nll(model: torch.nn.Module, tokens: Tensor, window: int) -> tuple[f
     ``(sum of -log P(token | earlier tokens in its window), number of tokens predicted)``,
     i.e. ``(total, len(tokens) - 1)``; ``total / count`` is the mean loss in nats per token,
     and ``total / n_characters / ln 2`` the bits per character of the text.
+
+    Raises ``ValueError`` if ``tokens`` is not a 1-D integer tensor of at least 2 tokens, or
+    if ``window`` is not an int >= 1.
 
     A model that gives every one of ``V`` tokens the same probability scores ``log V`` each:
 

@@ -38,6 +38,8 @@ from typing import Any
 
 from torch import Tensor
 
+from minigpt.activations import matched_hidden_size
+from minigpt.checks import check_int
 from minigpt.config import GPTConfig, count_parameters
 
 __all__ = [
@@ -71,26 +73,22 @@ def _check_config(config: Any) -> None:
                          f"got {type(config).__name__}")
 
 
-def _check_multiple(multiple_of: Any) -> None:
-    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
-        raise ValueError(f"multiple_of must be a positive integer, got {multiple_of!r}")
-
-
 def llama_d_ff(d_model: int, multiple_of: int = 8) -> int:
     """LLaMA's SwiGLU hidden width: ``int(2/3 x 4 d_model)``, rounded up to ``multiple_of``.
 
     Three ``d x f`` matrices at ``f = 8d/3`` hold as many weights as GPT-3's two at ``f = 4d``.
     LLaMA's code rounds up to a multiple of 256, which gives the 11008 of LLaMA 7B
-    (``d = 4096``); tiny models here use 8.
+    (``d = 4096``); tiny models here use 8. The rule itself is chapter 4's
+    :func:`~minigpt.activations.matched_hidden_size` for a gated MLP.
+
+    Raises ``ValueError`` if ``d_model`` or ``multiple_of`` is not a positive int.
 
     >>> llama_d_ff(4096, multiple_of=256), llama_d_ff(64), llama_d_ff(32)
     (11008, 176, 88)
     """
-    if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
-        raise ValueError(f"d_model must be a positive integer, got {d_model!r}")
-    _check_multiple(multiple_of)
-    hidden = int(2 * (4 * d_model) / 3)
-    return multiple_of * -(-hidden // multiple_of)
+    check_int("d_model", d_model)
+    check_int("multiple_of", multiple_of)
+    return matched_hidden_size(d_model, gated=True, multiple_of=multiple_of)
 
 
 def matched_d_ff(config: GPTConfig, target: int, multiple_of: int = 8) -> int:
@@ -104,7 +102,7 @@ def matched_d_ff(config: GPTConfig, target: int, multiple_of: int = 8) -> int:
     168
     """
     _check_config(config)
-    _check_multiple(multiple_of)
+    check_int("multiple_of", multiple_of)
     base = count_parameters(config.replace(d_ff=multiple_of))
     step = count_parameters(config.replace(d_ff=2 * multiple_of)) - base  # per multiple_of
     k = max(1, round((target - base) / step - 1e-9) + 1)

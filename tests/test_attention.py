@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from torch.nn.attention.bias import causal_lower_right
 
 from minigpt.attention import (
-    BACKENDS,
     KVCache,
     MultiHeadAttention,
     attention,
@@ -20,8 +19,9 @@ from minigpt.attention import (
     resolve_backend,
     split_heads,
 )
+from minigpt.attention.sparse import causal_mask
+from minigpt.config import ATTENTION_BACKENDS
 from minigpt.positions import ALiBi, RotaryEmbedding
-from minigpt.sparse import causal_mask
 
 F32, F64 = torch.float32, torch.float64
 TOL = {F32: {"rtol": 1e-5, "atol": 1e-5}, F64: {"rtol": 1e-10, "atol": 1e-10}}
@@ -324,7 +324,7 @@ def test_error_unknown_backend() -> None:
         attention(q, k, v, backend="fast")
     with pytest.raises(ValueError, match="unknown attention backend"):
         MultiHeadAttention(16, 2, backend="cuda")
-    assert resolve_backend("manual") == "naive" and set(BACKENDS) >= set(CPU_BACKENDS)
+    assert resolve_backend("manual") == "naive" and set(ATTENTION_BACKENDS) >= set(CPU_BACKENDS)
 
 
 def test_error_head_counts() -> None:

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 import minigpt
-from minigpt import book
+from minigpt import book, precision
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -169,7 +169,7 @@ def test_set_seed_makes_numpy_torch_and_random_repeat() -> None:
 
 
 def test_device_helpers() -> None:
-    assert book.get_device() in ("cpu", "cuda")
+    assert precision.get_device() in ("cpu", "cuda")
     assert book.pick(cpu=1, gpu=2, device="cpu") == 1
     assert book.pick(cpu=1, gpu=2, device="cuda") == 2
     assert book.on_colab() is False

@@ -11,8 +11,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import regex
-import tiktoken
 import torch
+from conftest import needs_tiktoken, needs_tokenizers, require
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +31,7 @@ from minigpt.bpe import (
     pretokenize,
     train_naive,
 )
+from minigpt.bpe_formats import from_gpt2_files, save_gpt2_files, to_hf_tokenizers, to_tiktoken
 from minigpt.data import load_shakespeare
 
 PAD = "<|pad|>"
@@ -86,13 +87,15 @@ def heldout(shakespeare: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def tik(tok: BPETokenizer) -> tiktoken.Encoding:
-    return tok.to_tiktoken()
+def tik(tok: BPETokenizer):
+    require("tiktoken")
+    return to_tiktoken(tok)
 
 
 @pytest.fixture(scope="module")
 def hf(tok: BPETokenizer):
-    return tok.to_hf_tokenizers()
+    require("tokenizers")
+    return to_hf_tokenizers(tok)
 
 
 # ------------------------------------------------------------------ building blocks
@@ -253,12 +256,14 @@ def test_hf_export_special_tokens_and_decoder(tok: BPETokenizer, hf) -> None:
     assert hf.decode(ids, skip_special_tokens=False) == text
 
 
+@needs_tiktoken
+@needs_tokenizers
 def test_custom_pattern_export(shakespeare: str) -> None:
     pattern = r"""\p{L}+|\p{N}|\s+|[^\s\p{L}\p{N}]+"""
     tok = BPETokenizer.train(shakespeare[:20_000], 400, pattern=pattern)
     text = shakespeare[-3_000:] + " 12345 thou"
-    assert tok.encode(text) == tok.to_tiktoken().encode(text)
-    assert tok.encode(text) == tok.to_hf_tokenizers().encode(text, add_special_tokens=False).ids
+    assert tok.encode(text) == to_tiktoken(tok).encode(text)
+    assert tok.encode(text) == to_hf_tokenizers(tok).encode(text, add_special_tokens=False).ids
 
 
 # ------------------------------------------------------------------ decoding
@@ -501,10 +506,12 @@ def _write_gpt2_files(tok: BPETokenizer, directory: pathlib.Path) -> tuple[pathl
     return enc_path, bpe_path
 
 
+@needs_tiktoken
+@needs_tokenizers
 def test_gpt2_files_round_trip(tok: BPETokenizer, heldout: str, tmp_path: pathlib.Path) -> None:
     src = BPETokenizer(tok.merges, {ENDOFTEXT: len(tok.merges) + 256})
     enc_path, bpe_path = _write_gpt2_files(src, tmp_path)
-    gpt2 = BPETokenizer.from_gpt2_files(enc_path, bpe_path)
+    gpt2 = from_gpt2_files(enc_path, bpe_path)
     assert gpt2.vocab_size == src.vocab_size
     assert gpt2.special_tokens == {ENDOFTEXT: src.vocab_size - 1}
     assert gpt2.encode_ordinary("!") == [0]  # GPT-2 numbers the printable bytes first
@@ -514,11 +521,11 @@ def test_gpt2_files_round_trip(tok: BPETokenizer, heldout: str, tmp_path: pathli
         src.token_bytes(i) for i in src.encode(text, allowed_special="all")
     ]
     assert gpt2.decode(ids) == text
-    assert gpt2.to_tiktoken().encode(text, allowed_special="all") == ids
-    assert gpt2.to_hf_tokenizers().encode(text).ids == ids
+    assert to_tiktoken(gpt2).encode(text, allowed_special="all") == ids
+    assert to_hf_tokenizers(gpt2).encode(text).ids == ids
     out = tmp_path / "out"
     out.mkdir()
-    gpt2.save_gpt2_files(out / "encoder.json", out / "vocab.bpe")
+    save_gpt2_files(gpt2, out / "encoder.json", out / "vocab.bpe")
     assert json.loads((out / "encoder.json").read_text()) == json.loads(enc_path.read_text())
     assert (out / "vocab.bpe").read_text() == bpe_path.read_text()
     saved = tmp_path / "gpt2.bpe"
@@ -532,11 +539,11 @@ def test_gpt2_files_errors(tok: BPETokenizer, tmp_path: pathlib.Path) -> None:
     encoder["extra"] = len(encoder)
     enc_path.write_text(json.dumps(encoder))
     with pytest.raises(ValueError, match="entries, expected 256 bytes"):
-        BPETokenizer.from_gpt2_files(enc_path, bpe_path)
+        from_gpt2_files(enc_path, bpe_path)
     del encoder["Ġ"]
     enc_path.write_text(json.dumps(encoder))
     with pytest.raises(ValueError, match="no entry for byte token 'Ġ'"):
-        BPETokenizer.from_gpt2_files(enc_path, bpe_path)
+        from_gpt2_files(enc_path, bpe_path)
 
 
 # ------------------------------------------------------------------ teaching helpers

@@ -16,9 +16,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import needs_nltk
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nltk.util import ngrams as nltk_ngrams
 
 from minigpt.contamination import (
     NgramIndex,
@@ -60,6 +60,13 @@ def test_case_and_punctuation_do_not_matter():
                                                                   "shore"]
 
 
+def nltk_ngrams(words: list[str], n: int):
+    """``nltk.util.ngrams``, the reference; only the tests marked ``needs_nltk`` call it."""
+    from nltk.util import ngrams
+
+    return ngrams(words, n)
+
+
 def naive_dirty(items: list[str], corpus_docs: list[str], n: int) -> list[bool]:
     grams = {g for doc in corpus_docs for g in nltk_ngrams(normalize_words(doc), n)}
     return [any(g in grams for g in nltk_ngrams(normalize_words(item), n)) for item in items]
@@ -69,6 +76,7 @@ words = st.sampled_from(["a", "B", "c.", "d,", "E!", "'f'", "g"])
 texts = st.lists(words, min_size=0, max_size=30).map(" ".join)
 
 
+@needs_nltk
 @settings(max_examples=150, deadline=None)
 @given(docs=st.lists(texts, min_size=1, max_size=4), items=st.lists(texts, max_size=6),
        n=st.integers(1, 5))

@@ -1,6 +1,6 @@
-"""minigpt.controlled, and the stored results of experiments/after_gpt3.py.
+"""minigpt.lab.controlled, and the stored results of experiments/after_gpt3.py.
 
-The unit tests train on a few hundred characters; ``minigpt/results/after_gpt3.json`` is checked
+The unit tests train on a few hundred characters; ``minigpt/lab/results/after_gpt3.json`` is checked
 for its structure, for the facts it must agree with (equal parameter counts, the configs of the
 ablation), and for its parameters re-creating the first steps of the smallest case."""
 
@@ -12,10 +12,10 @@ import math
 
 import pytest
 
-from minigpt import controlled
 from minigpt.config import GPTConfig, count_parameters
-from minigpt.results import path as result_path
-from minigpt.sweep import SweepSettings, char_data
+from minigpt.lab import controlled, record
+from minigpt.lab.record import path as result_path
+from minigpt.lab.sweep import SweepSettings, char_data
 from minigpt.variants import CHANGES, llama_style, single_change
 
 RESULTS = result_path("after_gpt3")
@@ -57,7 +57,7 @@ def test_compare_same_seed_same_data_order(tiny):
     assert controlled.settings_from_parameters(params) == settings
     live = controlled.live_rerun(params, names=["llama"], seed=1, data=data)
     stored = {"val_loss": {name: row["val_loss"] for name, row in out.items()}}
-    assert controlled.reproduces(stored, live, tol=0.0)
+    assert record.reproduces(stored, live, tol=0.0)
 
 
 def test_summaries():
@@ -88,7 +88,7 @@ def test_errors(tiny):
 @pytest.fixture(scope="module")
 def stored():
     if not RESULTS.exists():
-        pytest.skip("minigpt/results/after_gpt3.json not written yet "
+        pytest.skip("minigpt/lab/results/after_gpt3.json not written yet "
                     "(python experiments/after_gpt3.py)")
     return json.loads(RESULTS.read_text())
 

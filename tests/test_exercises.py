@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from exercises import generate
-from exercises.catalog import CHAPTERS, Exercise, chapter
+from exercises import catalog, generate, grade
+from exercises.catalog import CHAPTERS, Chapters, Exercise, UnknownChapterError, chapter, resolve
 from exercises.grade import grade_one
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +64,62 @@ def test_chapter_lookup_by_prefix_and_clear_error() -> None:
     assert chapter("ch01").key == "ch01_ngrams"
     with pytest.raises(KeyError, match="chapters with exercises"):
         chapter("ch99")
+
+
+@pytest.mark.parametrize("spelling", ["ch2", "2", "02", "ch02", "bpe", "BPE", "ch02_bpe", "ch02_b"])
+def test_a_chapter_key_can_be_spelled_many_ways(spelling: str) -> None:
+    assert resolve(spelling) == "ch02_bpe"
+
+
+def test_unknown_and_ambiguous_keys_name_the_valid_keys() -> None:
+    with pytest.raises(UnknownChapterError) as unknown:
+        resolve("ch99")
+    assert "ch01_ngrams" in str(unknown.value) and "\n" not in str(unknown.value)
+    with pytest.raises(UnknownChapterError, match="ambiguous.*ch07_gpt3_model, ch11_after_gpt3"):
+        resolve("gpt3")
+
+
+def test_grade_command_answers_an_unknown_key_in_one_line() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "exercises.grade", "ch99"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert "unknown chapter 'ch99'" in run.stderr and "ch02_bpe" in run.stderr
+
+
+def test_every_grader_module_is_declared_once_in_the_catalog() -> None:
+    graders = sorted(p.stem for p in (ROOT / "exercises" / "graders").glob("ch*.py"))
+    declared = [key for key, _ in catalog.DECLARED]
+    assert sorted(declared) == graders, "declare each chapter once in exercises/catalog.py"
+    assert declared == sorted(declared), "keep DECLARED in book order"
+
+
+def test_grading_one_chapter_imports_no_other_grader() -> None:
+    code = (
+        "import sys\n"
+        "from exercises.catalog import CHAPTERS\n"
+        "from exercises.grade import main\n"
+        "graders = lambda: sorted(m for m in sys.modules if m.startswith('exercises.graders.ch'))\n"
+        "assert list(CHAPTERS) and graders() == [], graders()\n"
+        "status = main(['bpe', '--solutions'])\n"
+        "print('LOADED', *graders())\n"
+        "raise SystemExit(status)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines()[-1] == "LOADED exercises.graders.ch02_bpe"
+
+
+def test_a_broken_grader_fails_only_its_own_chapter(monkeypatch, capsys) -> None:
+    chapters = Chapters((("ch01_ngrams", CHAPTERS.titles["ch01_ngrams"]), ("ch98_gone", "Gone")))
+    monkeypatch.setattr(catalog, "CHAPTERS", chapters)
+    monkeypatch.setattr(grade, "CHAPTERS", chapters)
+    assert grade.main(["--solutions"]) == 1
+    out = capsys.readouterr().out
+    assert "[PASS] 1.1 count_ngrams" in out
+    assert "[FAIL] the graders of ch98_gone could not be loaded: ModuleNotFoundError" in out
+    assert out.strip().endswith("passed, 1 failed")
 
 
 def test_grade_command_reports_and_exits_with_status() -> None:

@@ -26,7 +26,7 @@ from minigpt.finetune import (
     trainable_parameters,
     unfreeze,
 )
-from minigpt.icl import CharTokenizer
+from minigpt.lab.icl import CharTokenizer
 from minigpt.model import GPT
 from minigpt.tasks import ANTONYMS, Prompt
 from minigpt.train import TrainConfig

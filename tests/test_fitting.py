@@ -1,12 +1,12 @@
-"""Tests for minigpt.fitting: the loop equals a hand-written one, early stopping restores."""
+"""Tests for minigpt.lab.fitting: the loop equals a hand-written one, early stopping restores."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from minigpt.fitting import curve_data, fit, mlp
-from minigpt.training import EarlyStopping
+from minigpt.early_stopping import EarlyStopping
+from minigpt.lab.fitting import curve_data, fit, mlp
 
 
 def test_curve_data_is_reproducible_with_the_stated_noise() -> None:

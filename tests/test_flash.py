@@ -1,4 +1,5 @@
-"""Tests for minigpt.flash (tiled FlashAttention in PyTorch) and minigpt.flash_triton.
+"""Tests for minigpt.attention.flash (tiled FlashAttention in PyTorch) and
+minigpt.attention.flash_triton.
 
 The tiled forward and its recomputing backward are compared with naive attention and autograd
 on fresh random inputs.  The Triton kernel runs compiled on a GPU when there is one; otherwise
@@ -20,9 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from minigpt import flash_triton
-from minigpt.attention import attention, naive_attention
-from minigpt.flash import flash_attention, flash_forward, online_softmax
+from minigpt.attention import attention, flash_triton, naive_attention
+from minigpt.attention.flash import flash_attention, flash_forward, online_softmax
 
 F32, F64 = torch.float32, torch.float64
 TOL = {F32: {"rtol": 1e-5, "atol": 1e-5}, F64: {"rtol": 1e-10, "atol": 1e-10}}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import needs_transformers
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,7 @@ from minigpt.generate import (
     top_p_filter,
 )
 from minigpt.model import GPT, hf_gpt2_config, to_hf_gpt2_state_dict
-from minigpt.ngram import apply_temperature as ngram_apply_temperature
+from minigpt.ngram import temper_probabilities
 
 try:
     import transformers
@@ -32,7 +33,6 @@ try:
 except ImportError:  # the parity tests need it; the rest does not
     transformers = None
 
-needs_hf = pytest.mark.skipif(transformers is None, reason="needs transformers")
 
 SMALL = GPTConfig(n_layer=2, d_model=32, n_heads=4, vocab_size=97, n_ctx=24)
 MAX_NEW = 10
@@ -72,7 +72,7 @@ def eos(model, prompts) -> int:
 # Parity with transformers' generate
 
 
-@needs_hf
+@needs_transformers
 @pytest.mark.parametrize("with_eos", [False, True])
 def test_greedy_matches_hf(model, hf, prompts, eos, with_eos):
     eos_id = eos if with_eos else None
@@ -82,7 +82,7 @@ def test_greedy_matches_hf(model, hf, prompts, eos, with_eos):
     assert torch.equal(ours, theirs)
 
 
-@needs_hf
+@needs_transformers
 @pytest.mark.parametrize("early_stopping", [True, False, "never"])
 @pytest.mark.parametrize("num_beams", [2, 3, 4, 5])
 def test_beam_search_matches_hf(model, hf, prompts, eos, num_beams, early_stopping):
@@ -101,7 +101,7 @@ def test_beam_search_matches_hf(model, hf, prompts, eos, num_beams, early_stoppi
                                        msg=where)
 
 
-@needs_hf
+@needs_transformers
 def test_beam_pad_id_zero_differs_from_hf(model, hf, prompts, eos):
     """Documented difference: HF fills finished beams with ``pad_token_id or eos_token_id``, so a
     pad id of 0 (falsy) becomes the EOS id; minigpt uses the pad id it is given."""
@@ -115,7 +115,7 @@ def test_beam_pad_id_zero_differs_from_hf(model, hf, prompts, eos):
     assert (ours.sequences[padded] == 0).all() and (out[padded] == eos).all()
 
 
-@needs_hf
+@needs_transformers
 def test_score_continuation_matches_hf_logits(model, hf):
     prompt, cont = [3, 14, 15, 92], [65, 35, 89, 79]
     ids = torch.tensor([prompt + cont])
@@ -185,7 +185,7 @@ def test_temperature_matches_ngram_version(logits, t):
     """Softmax of logits / T equals the n-gram chapter's rescaling of the probabilities."""
     probs = logits.double().softmax(-1).numpy()
     ours = apply_temperature(logits.double(), t).softmax(-1).numpy()
-    np.testing.assert_allclose(ours, ngram_apply_temperature(probs, t), atol=1e-9)
+    np.testing.assert_allclose(ours, temper_probabilities(probs, t), atol=1e-9)
 
 
 def test_filters_keep_at_least_one_token():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minigpt import gpu
+from minigpt import gpu, precision
 from minigpt.config import GPTConfig, count_parameters, gpt3_config
 from minigpt.model import GPT
 from minigpt.scaling import PEAK_FLOPS, flops_per_token
@@ -81,13 +81,13 @@ def test_peak_table_unknown_and_cpu():
 def test_precision_choice_by_compute_capability(monkeypatch, capability, want):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
-    assert gpu.pick_precision("cuda") == want
-    assert gpu.supports_bf16(torch.device("cuda:0")) == (want == "bf16")
+    assert precision.pick_precision("cuda") == want
+    assert precision.supports_bf16(torch.device("cuda:0")) == (want == "bf16")
     assert gpu.peak_flops("cuda") == 65e12
 
 
 def test_precision_on_cpu_is_fp32():
-    assert gpu.pick_precision("cpu") == "fp32" and not gpu.supports_bf16("cpu")
+    assert precision.pick_precision("cpu") == "fp32" and not precision.supports_bf16("cpu")
 
 
 def test_mfu_formula():
@@ -104,13 +104,60 @@ def test_mfu_formula():
 
 def test_gpt3_small_or_tiny_switch():
     small = gpu.gpt3_small_or_tiny(True, "triton")
-    assert small == gpt3_config("small", attention_backend="triton")
-    assert count_parameters(small) == 125_226_240
+    assert small == gpt3_config("small", attention_backend="triton",
+                                attention_pattern="alternating")
+    assert (small.local_window, small.layer_attention(0), small.layer_attention(1)) == (
+        256, "dense", "local")
+    assert count_parameters(small) == 125_226_240  # the band adds no parameter
+    assert gpu.gpt3_small_or_tiny(True, attention_pattern="dense") == gpt3_config("small")
     tiny = gpu.gpt3_small_or_tiny(False, vocab_size=100)
     assert (tiny.n_layer, tiny.d_model, tiny.vocab_size, tiny.attention_backend) == (
         2, 64, 100, "sdpa")
+    assert (tiny.attention_pattern, tiny.local_window) == ("alternating", 16)
+    assert gpu.gpt3_small_or_tiny(False, n_ctx=64).local_window == 8
     with pytest.raises(ValueError, match="full"):
         gpu.gpt3_small_or_tiny("yes")
+
+
+def test_describe_peak_never_says_zero(monkeypatch):
+    assert gpu.describe_peak("cpu") == "no known peak FLOP/s for this device"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert gpu.describe_peak("cuda") == "peak 989 TFLOP/s (dense 16-bit)"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA GTX 1080")
+    assert gpu.describe_peak("cuda") == "no known peak FLOP/s for this device"
+
+
+def test_micro_batch_from_free_memory():
+    small = gpt3_config("small")
+    sizes = [gpu.micro_batch_for_memory(small, g.memory_gb * 1e9) for g in gpu.COLAB_GPUS]
+    assert sizes == [4, 16, 32]  # T4, A100 40GB, H100 80GB
+    # the naive backend stores every T x T score matrix: far fewer sequences fit
+    naive = small.replace(attention_backend="naive")
+    assert gpu.micro_batch_for_memory(naive, 85e9) < 32
+    assert gpu.micro_batch_for_memory(small, 1e9) == 1  # never below one
+    assert gpu.micro_batch_for_memory(get_tiny(), 85e9, cap=16) == 16
+    with pytest.raises(ValueError, match="free_bytes"):
+        gpu.micro_batch_for_memory(small, 0)
+
+
+def get_tiny():
+    return gpu.gpt3_small_or_tiny(False)
+
+
+def test_adapt_to_gpu_on_cpu_and_on_a_t4(monkeypatch):
+    assert gpu.adapt_to_gpu(get_tiny(), "cpu") == gpu.GPURecipe("CPU", "fp32", False, None,
+                                                                None, 8)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (15.0e9, 15.8e9))
+    recipe = gpu.adapt_to_gpu(gpt3_config("small"), "cuda")
+    assert (recipe.precision, recipe.scaler, recipe.peak, recipe.micro_batch) == (
+        "fp16", True, 65e12, 4)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (84e9, 85e9))
+    recipe = gpu.adapt_to_gpu(gpt3_config("small"), "cuda")
+    assert (recipe.precision, recipe.scaler, recipe.micro_batch) == ("bf16", False, 32)
 
 
 def test_flash_attn_check_is_a_bool():
@@ -270,8 +317,8 @@ def test_cuda_auto_precision_autocast_and_fused_adamw():
     dtypes = []
     trainer.model.lm_head.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
     history = trainer.train()
-    want = torch.bfloat16 if gpu.supports_bf16("cuda") else torch.float16
-    assert dtypes[0] == want and trainer.precision == gpu.pick_precision("cuda")
+    want = torch.bfloat16 if precision.supports_bf16("cuda") else torch.float16
+    assert dtypes[0] == want and trainer.precision == precision.pick_precision("cuda")
     assert (trainer.scaler is not None) == (want == torch.float16)
     assert trainer.optimizer.param_groups[0]["fused"] is True
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in history)
@@ -290,7 +337,7 @@ def test_cuda_fp16_with_scaler():
 
 @needs_cuda
 def test_cuda_bf16_refused_without_hardware_support():
-    if gpu.supports_bf16("cuda"):
+    if precision.supports_bf16("cuda"):
         pytest.skip("this GPU has bf16; the refusal is for older ones (T4, V100)")
     with pytest.raises(ValueError, match="compute capability 8.0"):
         _trainer("cuda", precision="bf16")

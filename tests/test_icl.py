@@ -1,9 +1,9 @@
-"""Tests for minigpt.icl: tokenizer, training episodes, evaluation, and the stored experiment.
+"""Tests for minigpt.lab.icl: tokenizer, training episodes, evaluation, and the stored experiment.
 
 The evaluation is checked with hand-made predictors whose accuracy is known in advance (an
 oracle that solves each task, one that always answers the same, one that needs an example), so
-that :func:`minigpt.icl.evaluate_icl` is tested apart from any trained model. The stored
-``minigpt/results/icl_results.json`` is checked for its structure and for its parameters
+that :func:`minigpt.lab.icl.evaluate_icl` is tested apart from any trained model. The stored
+``minigpt/lab/results/icl_results.json`` is checked for its structure and for its parameters
 re-creating the first training steps of its smallest run.
 """
 
@@ -20,10 +20,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigpt import icl
 from minigpt.config import GPTConfig
+from minigpt.lab import icl, record
+from minigpt.lab.record import path as result_path
 from minigpt.model import GPT
-from minigpt.results import path as result_path
 from minigpt.tasks import ANTONYMS, SYNONYMS, make_prompts
 from minigpt.train import TrainConfig, pack_documents
 
@@ -165,9 +165,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="n_prompts"):
         icl.evaluate_icl(oracle, icl.Mixture(), n_prompts=0)
     with pytest.raises(ValueError, match="tol"):
-        icl.reproduces({"a": 1.0}, {"a": 1.0}, tol=-1)
+        record.reproduces({"a": 1.0}, {"a": 1.0}, tol=-1)
     with pytest.raises(ValueError, match="no entry a/b"):
-        icl.max_difference({"a": {}}, {"a": {"b": 0.5}})
+        record.max_difference({"a": {}}, {"a": {"b": 0.5}})
     with pytest.raises(ValueError, match="unknown size 'XL'"):
         icl.train_from_parameters({"sizes": {"S": {}}}, "XL")
 
@@ -223,9 +223,9 @@ def test_greedy_predictor_on_a_tiny_model():
 
 def test_reproduces():
     stored = {"a": {"0": 0.5, "1": 0.9}, "b": {"0": 0.1}}
-    assert icl.reproduces(stored, {"a": {"1": 0.9}}, tol=0.0)
-    assert icl.max_difference(stored, {"a": {"0": 0.45}, "b": {"0": 0.2}}) == 0.1
-    assert not icl.reproduces(stored, {"b": {"0": 0.2}}, tol=0.05)
+    assert record.reproduces(stored, {"a": {"1": 0.9}}, tol=0.0)
+    assert record.max_difference(stored, {"a": {"0": 0.45}, "b": {"0": 0.2}}) == 0.1
+    assert not record.reproduces(stored, {"b": {"0": 0.2}}, tol=0.05)
 
 
 def test_live_summary_averages_every_cell():
@@ -243,7 +243,8 @@ def test_live_summary_averages_every_cell():
 @pytest.fixture(scope="module")
 def stored():
     if not RESULTS.exists():
-        pytest.skip("minigpt/results/icl_results.json not written yet (python experiments/icl.py)")
+        pytest.skip("minigpt/lab/results/icl_results.json not written yet "
+                    "(python experiments/icl.py)")
     return json.loads(RESULTS.read_text())
 
 
@@ -293,7 +294,7 @@ def test_stored_second_run_matches_the_first_in_shape(stored):
                                                                           "accuracy"}
     # what chapter 10 checks on any CPU: the live slice's loss and mean accuracy agree
     name = icl.smallest_size(stored["parameters"])
-    assert icl.reproduces(icl.live_summary(first[name]["live"]),
+    assert record.reproduces(icl.live_summary(first[name]["live"]),
                           icl.live_summary(second[name]["live"]), tol=0.03)
 
 

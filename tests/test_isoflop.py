@@ -1,4 +1,4 @@
-"""minigpt.isoflop: equal compute per size, the parabola's vertex, Chinchilla's prediction."""
+"""minigpt.lab.isoflop: equal compute per size, the parabola's vertex, Chinchilla's prediction."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt.config import GPTConfig, count_parameters
-from minigpt.isoflop import chinchilla_prediction, isoflop_minimum, isoflop_plan, tokens_for_budget
+from minigpt.lab.isoflop import (
+    chinchilla_prediction,
+    isoflop_minimum,
+    isoflop_plan,
+    tokens_for_budget,
+)
 from minigpt.scaling import chinchilla_loss, chinchilla_optimal
 
 

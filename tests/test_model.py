@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import needs_transformers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,6 @@ try:
 except ImportError:  # the parity tests need it; the rest does not
     transformers = None
 
-needs_hf = pytest.mark.skipif(transformers is None, reason="needs transformers")
 
 SMALL = GPTConfig(n_layer=2, d_model=32, n_heads=4, vocab_size=97, n_ctx=24)
 LLAMA = GPTConfig(n_layer=2, d_model=32, n_heads=4, n_kv_heads=2, vocab_size=97, n_ctx=24,
@@ -47,7 +47,7 @@ def _ids(config: GPTConfig, batch: int = 3, t: int | None = None, seed: int = 0)
 # Parity with transformers.GPT2LMHeadModel
 
 
-@needs_hf
+@needs_transformers
 @pytest.mark.parametrize("tied", [True, False])
 def test_minigpt_to_hf_same_logits_and_loss(tied):
     config = SMALL.replace(tie_embeddings=tied)
@@ -65,7 +65,7 @@ def test_minigpt_to_hf_same_logits_and_loss(tied):
     torch.testing.assert_close(loss, out.loss, atol=1e-5, rtol=0)
 
 
-@needs_hf
+@needs_transformers
 @pytest.mark.parametrize("tied", [True, False])
 def test_hf_to_minigpt_same_logits(tied):
     config = SMALL.replace(tie_embeddings=tied)
@@ -79,7 +79,7 @@ def test_hf_to_minigpt_same_logits(tied):
         torch.testing.assert_close(model(idx)[0], hf(idx).logits, atol=1e-5, rtol=0)
 
 
-@needs_hf
+@needs_transformers
 def test_gradients_match_hf():
     torch.manual_seed(2)
     model = GPT(SMALL)
@@ -102,7 +102,7 @@ def test_conversion_round_trip_is_identity():
         assert torch.equal(back[key], value), key
 
 
-@needs_hf
+@needs_transformers
 def test_hf_past_key_values_match_kv_cache():
     torch.manual_seed(3)
     model = GPT(SMALL).eval()
@@ -118,7 +118,7 @@ def test_hf_past_key_values_match_kv_cache():
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
-@needs_hf
+@needs_transformers
 def test_non_gpt2_layout_refuses_conversion():
     with pytest.raises(ValueError, match="GPT-2's layout"):
         hf_gpt2_config(LLAMA)

@@ -26,6 +26,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from conftest import needs_nltk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,15 +37,21 @@ from minigpt.ngram import (
     UNK,
     NGramLM,
     add_k_probability,
-    apply_temperature,
     count_ngrams,
     ngrams,
     pad,
     perplexity,
+    temper_probabilities,
     unseen_ngram_rate,
 )
 
-nltk_lm = pytest.importorskip("nltk.lm")
+
+def nltk_lm():
+    """``nltk.lm``, the reference; imported only by the tests marked ``needs_nltk``."""
+    import nltk.lm
+
+    return nltk.lm
+
 
 EXACT = 1e-9
 DISCOUNTS = (0.1, 0.75)
@@ -122,18 +129,18 @@ def assert_same_scores(lm: NGramLM, model, contexts, n_words: int | None = None)
 
 def model_pairs(sequences, order: int):
     """``(minigpt model, nltk model)`` pairs that must give identical scores."""
-    yield NGramLM(order, "mle").fit(sequences), fit_nltk(nltk_lm.MLE, sequences, order)
-    yield NGramLM(order, "laplace").fit(sequences), fit_nltk(nltk_lm.Laplace, sequences, order)
+    yield NGramLM(order, "mle").fit(sequences), fit_nltk(nltk_lm().MLE, sequences, order)
+    yield NGramLM(order, "laplace").fit(sequences), fit_nltk(nltk_lm().Laplace, sequences, order)
     for gamma in GAMMAS:
         yield (
             NGramLM(order, "lidstone", k=gamma).fit(sequences),
-            fit_nltk(nltk_lm.Lidstone, sequences, order, gamma=gamma),
+            fit_nltk(nltk_lm().Lidstone, sequences, order, gamma=gamma),
         )
     if order > 1:  # nltk's order-1 Kneser-Ney divides by zero, see test_nltk_kn_order_1_...
         for d in DISCOUNTS:
             yield (
                 NGramLM(order, "kneser_ney", discount=d, uniform_floor=False).fit(sequences),
-                fit_nltk(nltk_lm.KneserNeyInterpolated, sequences, order, discount=d),
+                fit_nltk(nltk_lm().KneserNeyInterpolated, sequences, order, discount=d),
             )
 
 
@@ -170,6 +177,7 @@ contexts = st.lists(st.sampled_from(["a", "b", "c", "z", BOS, EOS, UNK]), max_si
 # --------------------------------------------------------------------------- nltk agreement
 
 
+@needs_nltk
 @pytest.mark.parametrize("level", ["char", "word"])
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 def test_scores_match_nltk_on_hamlet(level, order) -> None:
@@ -187,6 +195,7 @@ def test_scores_match_nltk_on_hamlet(level, order) -> None:
             assert_same_scores(lm, model, sample(seen, 60), n_words=40)
 
 
+@needs_nltk
 @settings(max_examples=40, deadline=None)
 @given(corpus=st.one_of(char_corpora, word_corpora), order=orders)
 def test_scores_match_nltk_on_random_corpora(corpus, order) -> None:
@@ -196,6 +205,7 @@ def test_scores_match_nltk_on_random_corpora(corpus, order) -> None:
         assert_same_scores(lm, model, list(lm.counts[order]))
 
 
+@needs_nltk
 @pytest.mark.parametrize("order", [2, 3])
 def test_add_k_and_kn_match_nltk_on_unseen_contexts(order) -> None:
     """Unseen contexts (with unknown tokens too) also agree for add-k and, for in-vocabulary
@@ -255,6 +265,7 @@ def test_kneser_ney_matches_textbook_formula_by_hand() -> None:
 # --------------------------------------------------------------------------- nltk's KN failures
 
 
+@needs_nltk
 def test_nltk_kn_order_1_raises_zero_division() -> None:
     """nltk: an order-1 Kneser-Ney model raises ZeroDivisionError on *every* query.
 
@@ -265,14 +276,14 @@ def test_nltk_kn_order_1_raises_zero_division() -> None:
     is the discounted unigram interpolated with the uniform distribution.
     """
     corpus = hamlet_lines(2000)
-    model = fit_nltk(nltk_lm.KneserNeyInterpolated, corpus, 1, discount=0.75)
+    model = fit_nltk(nltk_lm().KneserNeyInterpolated, corpus, 1, discount=0.75)
     for word, context in [("e", None), ("e", ("a",)), (EOS, None), ("<UNK>", None)]:
         with pytest.raises(ZeroDivisionError):
             model.unmasked_score(word, context)
     with pytest.raises(ZeroDivisionError):
         model.score("e")
 
-    mle = fit_nltk(nltk_lm.MLE, corpus, 1)
+    mle = fit_nltk(nltk_lm().MLE, corpus, 1)
     plain = NGramLM(1, "kneser_ney", uniform_floor=False).fit(corpus)
     assert_same_scores(plain, mle, [()])
     floored = NGramLM(1, "kneser_ney").fit(corpus)
@@ -282,6 +293,7 @@ def test_nltk_kn_order_1_raises_zero_division() -> None:
     assert floored.prob("never seen") == floored.prob(UNK) > 0
 
 
+@needs_nltk
 def test_nltk_kn_gives_unknown_words_zero_probability() -> None:
     """nltk: an out-of-vocabulary word gets probability 0 after every context (its
     continuation count is 0 at every level), so one unknown word makes the perplexity
@@ -294,7 +306,7 @@ def test_nltk_kn_gives_unknown_words_zero_probability() -> None:
     text = "the ghost of elsinore".split()
     assert "elsinore" not in {w for s in train_words for w in s}
     for order in (2, 3):
-        model = fit_nltk(nltk_lm.KneserNeyInterpolated, train_words, order, discount=0.75)
+        model = fit_nltk(nltk_lm().KneserNeyInterpolated, train_words, order, discount=0.75)
         lm = NGramLM(order, "kneser_ney", discount=0.75).fit(train_words)
         context = ("of",) if order == 2 else ("ghost", "of")
         assert model.score("elsinore", context) == 0.0
@@ -312,6 +324,7 @@ def test_nltk_kn_gives_unknown_words_zero_probability() -> None:
             plain.prob("elsinore", context)
 
 
+@needs_nltk
 def test_nltk_kn_backs_off_on_unseen_padded_contexts() -> None:
     """What nltk does on unseen contexts when the n-grams are padded as minigpt pads them:
     it does NOT fail. Every context of every length 0..order-1 (orders 2..4) over the
@@ -325,7 +338,7 @@ def test_nltk_kn_backs_off_on_unseen_padded_contexts() -> None:
     tokens = ["a", "b", "c", EOS, BOS, "z"]
     for order in (2, 3, 4):
         lm = NGramLM(order, "kneser_ney", uniform_floor=False).fit(corpus)
-        model = fit_nltk(nltk_lm.KneserNeyInterpolated, corpus, order, discount=0.75)
+        model = fit_nltk(nltk_lm().KneserNeyInterpolated, corpus, order, discount=0.75)
         unk = model.vocab.unk_label
         for length in range(order):
             for context in itertools.product(tokens, repeat=length):
@@ -337,6 +350,7 @@ def test_nltk_kn_backs_off_on_unseen_padded_contexts() -> None:
                     assert 0 < theirs < 1
 
 
+@needs_nltk
 def test_nltk_kn_zero_division_on_context_that_only_starts_a_sentence_when_unpadded() -> None:
     """nltk: ZeroDivisionError for an unseen context whose lower-order suffix was seen only at
     the start of a sentence, as happens when the n-grams are not left-padded.
@@ -349,7 +363,7 @@ def test_nltk_kn_zero_division_on_context_that_only_starts_a_sentence_when_unpad
     """
     from nltk.util import everygrams
 
-    model = nltk_lm.KneserNeyInterpolated(3, discount=0.75)
+    model = nltk_lm().KneserNeyInterpolated(3, discount=0.75)
     model.fit([list(everygrams(list("xyz"), max_len=3))], vocabulary_text=list("xyz"))
     for context in [("q", "x"), ("x",)]:
         with pytest.raises(ZeroDivisionError):
@@ -366,10 +380,11 @@ def test_nltk_kn_zero_division_on_context_that_only_starts_a_sentence_when_unpad
         assert dist["y"] > 0
 
 
+@needs_nltk
 def test_nltk_mle_returns_zeros_for_unseen_context() -> None:
     """nltk's MLE scores every word 0 after an unseen context (0/0 read as 0: a
     "distribution" summing to 0); minigpt raises a ValueError that says so."""
-    model = fit_nltk(nltk_lm.MLE, ["abab"], 2)
+    model = fit_nltk(nltk_lm().MLE, ["abab"], 2)
     assert model.unmasked_score("a", ("<UNK>",)) == 1.0  # the <s> context is seen
     assert all(model.unmasked_score(w, (EOS,)) == 0 for w in ["a", "b", EOS])
     with pytest.raises(ValueError, match="never appeared in training"):
@@ -501,7 +516,7 @@ def test_perplexity_and_temperature_errors() -> None:
     with pytest.raises(ValueError, match="at least one log-probability"):
         perplexity([])
     with pytest.raises(ValueError, match="temperature must be >= 0"):
-        apply_temperature(np.array([0.5, 0.5]), -0.1)
+        temper_probabilities(np.array([0.5, 0.5]), -0.1)
     with pytest.raises(ValueError, match="temperature must be >= 0"):
         lm.generate(5, temperature=-1.0)
 
@@ -549,11 +564,11 @@ probability_vectors = (
 def test_apply_temperature_properties(probs, temperature) -> None:
     """T = 1 is the identity, T = 0 a one-hot argmax (first of ties); any T keeps a
     distribution, keeps zeros at zero and preserves the order of the probabilities."""
-    np.testing.assert_allclose(apply_temperature(probs, 1.0), probs, rtol=1e-12, atol=1e-15)
-    greedy = apply_temperature(probs, 0.0)
+    np.testing.assert_allclose(temper_probabilities(probs, 1.0), probs, rtol=1e-12, atol=1e-15)
+    greedy = temper_probabilities(probs, 0.0)
     assert greedy.sum() == 1.0 and greedy[np.argmax(probs)] == 1.0
 
-    out = apply_temperature(probs, temperature)
+    out = temper_probabilities(probs, temperature)
     assert out.shape == probs.shape
     assert out.sum() == pytest.approx(1.0, abs=1e-12)
     assert np.all(out[probs == 0] == 0)
@@ -566,10 +581,10 @@ def test_apply_temperature_properties(probs, temperature) -> None:
 
 def test_apply_temperature_sharpens_and_flattens() -> None:
     probs = np.array([0.5, 0.25, 0.25])
-    np.testing.assert_allclose(apply_temperature(probs, 0.5), [4 / 6, 1 / 6, 1 / 6])
-    flat = apply_temperature(probs, 1e6)
+    np.testing.assert_allclose(temper_probabilities(probs, 0.5), [4 / 6, 1 / 6, 1 / 6])
+    flat = temper_probabilities(probs, 1e6)
     np.testing.assert_allclose(flat, [1 / 3] * 3, atol=1e-6)
-    assert apply_temperature(np.array([0.2, 0.4, 0.4]), 0).tolist() == [0.0, 1.0, 0.0]
+    assert temper_probabilities(np.array([0.2, 0.4, 0.4]), 0).tolist() == [0.0, 1.0, 0.0]
 
 
 # --------------------------------------------------------------------------- generation

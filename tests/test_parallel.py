@@ -19,16 +19,16 @@ from torch import nn
 
 from minigpt.attention import MultiHeadAttention
 from minigpt.config import GPTConfig, count_parameters, gpt3_config
-from minigpt.distributed import run_all, spawn
-from minigpt.fsdp import demo_batches, fsdp_train, train_steps
 from minigpt.model import GPT, MLP, Block
-from minigpt.parallel_layouts import (
+from minigpt.parallel.fsdp import demo_batches, fsdp_train, single_process_train
+from minigpt.parallel.launch import run_all, spawn
+from minigpt.parallel.layouts import (
     GPT3_175B_LAYOUTS,
     Layout,
     communication_per_step,
     compare_layouts,
 )
-from minigpt.pipeline import (
+from minigpt.parallel.pipeline import (
     GPTStage,
     bubble_fraction,
     idle_fraction,
@@ -38,8 +38,7 @@ from minigpt.pipeline import (
     schedule_grid,
     split_layers,
 )
-from minigpt.scaling import memory_per_gpu
-from minigpt.tensor_parallel import (
+from minigpt.parallel.tensor import (
     ColumnParallelLinear,
     RowParallelLinear,
     TensorParallelAttention,
@@ -52,6 +51,7 @@ from minigpt.tensor_parallel import (
     tensor_parallel_run,
     unshard_tensors,
 )
+from minigpt.scaling import memory_per_gpu
 
 WORLD = 2
 TIMEOUT = 120.0  # seconds; far above the few seconds these runs take on 2 busy cores
@@ -205,7 +205,7 @@ def training_results():
 
 def test_fsdp_losses_equal_single_process(training_results):
     torch.manual_seed(0)
-    expected, _ = train_steps(GPT(SMALL), training_results["batches"])
+    expected, _ = single_process_train(GPT(SMALL), training_results["batches"])
     for rank, result in enumerate(training_results["fsdp"]):
         assert result["losses"] == pytest.approx(expected, rel=1e-5), f"rank {rank}"
     assert expected[-1] < expected[0]  # it did train
@@ -229,7 +229,7 @@ def test_fsdp_memory_per_rank_matches_zero3_formula(training_results):
 def test_pipeline_equals_single_process(schedule, training_results):
     torch.manual_seed(0)
     model = GPT(SMALL.replace(tie_embeddings=False))
-    expected_losses, expected_grads = train_steps(model, training_results["batches"])
+    expected_losses, expected_grads = single_process_train(model, training_results["batches"])
     first, last = training_results[schedule]
     assert first["losses"] is None
     assert last["losses"] == pytest.approx(expected_losses, rel=1e-5)

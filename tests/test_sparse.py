@@ -1,4 +1,4 @@
-"""Tests for minigpt.sparse: every pattern against its set definition (Child et al. 2019),
+"""Tests for minigpt.attention.sparse: every pattern against its set definition (Child et al. 2019),
 attention under sparse masks against torch's SDPA, and GPT-3's per-layer pattern."""
 
 import pytest
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt.attention import MultiHeadAttention, attention
-from minigpt.sparse import (
+from minigpt.attention.sparse import (
     GPT3_BAND_WIDTH,
     causal_mask,
     fixed_mask,

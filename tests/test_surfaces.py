@@ -1,4 +1,4 @@
-"""Tests for minigpt.surfaces: paths equal closed forms and torch.optim, grids equal the loss."""
+"""Tests for minigpt.lab.surfaces: paths equal closed forms and torch.optim; grids, the loss."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from minigpt import surfaces
-from minigpt.surfaces import (
+from minigpt.lab import surfaces
+from minigpt.lab.surfaces import (
     bowl,
     descent_path,
     loss_grid,

@@ -1,4 +1,4 @@
-"""Tests of minigpt.sweep and of the stored scaling-law file minigpt/results/scaling_law.json."""
+"""Tests of minigpt.lab.sweep and of the stored file minigpt/lab/results/scaling_law.json."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import torch
 
 from minigpt.config import count_parameters
 from minigpt.data import load_shakespeare
-from minigpt.results import path as result_path
-from minigpt.scaling import fit_power_law, flops_per_token, training_flops
-from minigpt.sweep import (
+from minigpt.lab.record import path as result_path
+from minigpt.lab.record import round_floats
+from minigpt.lab.sweep import (
     CURVE_COLUMNS,
     ModelSize,
     SweepSettings,
@@ -26,12 +26,12 @@ from minigpt.sweep import (
     load_results,
     model_config,
     reproduces,
-    round_floats,
     save_results,
     settings_from_parameters,
     sweep_parameters,
     train_point,
 )
+from minigpt.scaling import fit_power_law, flops_per_token, training_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_FILE = result_path("scaling_law")
@@ -191,7 +191,7 @@ def test_stored_points_follow_a_power_law(stored):
     ("make", "message"),
     [
         (lambda: ModelSize(2, 3, 32), "divisible by n_heads"),
-        (lambda: ModelSize(0, 1, 8), "n_layer must be an integer >= 1"),
+        (lambda: ModelSize(0, 1, 8), "n_layer must be a positive integer"),
         (lambda: SweepSettings(n_tokens=1000), "multiple of batch_size"),
         (lambda: SweepSettings(warmup_tokens=10**9), "warmup_tokens"),
         (lambda: SweepSettings(lr=0.0), "lr must be > 0"),

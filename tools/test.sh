@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test: lint, unit tests against reference libraries, minigpt's docstring examples,
 # exercise graders (on the reference solutions, the stubs and known wrong answers), and every
-# chapter notebook under strict nbval.
+# chapter notebook under strict nbval. tests/test_bootstrap.py also runs chapter 1's Colab path
+# offline (tools/colab_sim.py), in Colab's preinstalled stack cached in .cache/colab-venv.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 

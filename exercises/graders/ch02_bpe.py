@@ -11,49 +11,47 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from exercises.catalog import Chapter, Exercise
+from exercises.catalog import Exercise
 from exercises.graders.common import check_docstring_examples
 from minigpt import bpe
 
 _HERE = "exercises.graders.ch02_bpe"
 
-CHAPTER = Chapter(
-    key="ch02_bpe",
-    title="Chapter 2: byte-level BPE tokenization",
-    imports=(
-        "from collections.abc import Iterable, Mapping, Sequence",
-        "",
-        "from minigpt.bpe import GPT2_SPLIT_PATTERN, Pair, pretokenize  # you may use these",
+# The stub file's imports; the chapter's key and title are in exercises/catalog.py.
+IMPORTS = (
+    "from collections.abc import Iterable, Mapping, Sequence",
+    "",
+    "from minigpt.bpe import GPT2_SPLIT_PATTERN, Pair, pretokenize  # you may use these",
+)
+
+EXERCISES = (
+    Exercise(
+        "2.1",
+        "get_pair_counts",
+        "minigpt.bpe:get_pair_counts",
+        f"{_HERE}:grade_get_pair_counts",
+        "Count the adjacent pairs of a list of ids, overlapping ones included.",
     ),
-    exercises=(
-        Exercise(
-            "2.1",
-            "get_pair_counts",
-            "minigpt.bpe:get_pair_counts",
-            f"{_HERE}:grade_get_pair_counts",
-            "Count the adjacent pairs of a list of ids, overlapping ones included.",
-        ),
-        Exercise(
-            "2.2",
-            "merge",
-            "minigpt.bpe:merge",
-            f"{_HERE}:grade_merge",
-            "Replace every occurrence of a pair by a new id, scanning left to right.",
-        ),
-        Exercise(
-            "2.3",
-            "encode_with_merges",
-            "minigpt.bpe:encode_with_merges",
-            f"{_HERE}:grade_encode_with_merges",
-            "Encode text: pre-tokenize, then merge the lowest-rank pair until none is left.",
-        ),
-        Exercise(
-            "2.4",
-            "decode_with_merges",
-            "minigpt.bpe:decode_with_merges",
-            f"{_HERE}:grade_decode_with_merges",
-            "Decode ids: rebuild each token's bytes from the merges, then decode UTF-8 once.",
-        ),
+    Exercise(
+        "2.2",
+        "merge",
+        "minigpt.bpe:merge",
+        f"{_HERE}:grade_merge",
+        "Replace every occurrence of a pair by a new id, scanning left to right.",
+    ),
+    Exercise(
+        "2.3",
+        "encode_with_merges",
+        "minigpt.bpe:encode_with_merges",
+        f"{_HERE}:grade_encode_with_merges",
+        "Encode text: pre-tokenize, then merge the lowest-rank pair until none is left.",
+    ),
+    Exercise(
+        "2.4",
+        "decode_with_merges",
+        "minigpt.bpe:decode_with_merges",
+        f"{_HERE}:grade_decode_with_merges",
+        "Decode ids: rebuild each token's bytes from the merges, then decode UTF-8 once.",
     ),
 )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from exercises.catalog import Chapter, Exercise
+from exercises.catalog import Exercise
 from exercises.graders.common import expect_value_error
 from minigpt.config import GPTConfig
 from minigpt.model import GPT
@@ -20,38 +20,36 @@ from minigpt.train import sequence_nll
 
 _HERE = "exercises.graders.ch07_gpt3_model"
 
-CHAPTER = Chapter(
-    key="ch07_gpt3_model",
-    title="Chapter 7: the GPT-3 model and its training recipe",
-    imports=(
-        "import math",
-        "from collections.abc import Iterable, Sequence",
-        "",
-        "import torch",
-        "from torch import Tensor, nn",
+# The stub file's imports; the chapter's key and title are in exercises/catalog.py.
+IMPORTS = (
+    "import math",
+    "from collections.abc import Iterable, Sequence",
+    "",
+    "import torch",
+    "from torch import Tensor, nn",
+)
+
+EXERCISES = (
+    Exercise(
+        "7.1",
+        "pack_documents",
+        "minigpt.train:pack_documents",
+        f"{_HERE}:grade_pack_documents",
+        "Join tokenized documents into one stream, each followed by <|endoftext|>.",
     ),
-    exercises=(
-        Exercise(
-            "7.1",
-            "pack_documents",
-            "minigpt.train:pack_documents",
-            f"{_HERE}:grade_pack_documents",
-            "Join tokenized documents into one stream, each followed by <|endoftext|>.",
-        ),
-        Exercise(
-            "7.2",
-            "optimizer_groups",
-            "minigpt.model:optimizer_groups",
-            f"{_HERE}:grade_optimizer_groups",
-            "Split a model's parameters into a weight-decayed group (matrices) and the rest.",
-        ),
-        Exercise(
-            "7.3",
-            "sequence_nll",
-            "minigpt.train:sequence_nll",
-            f"{_HERE}:grade_sequence_nll",
-            "Score a held-out token stream in windows: total negative log-likelihood and count.",
-        ),
+    Exercise(
+        "7.2",
+        "optimizer_groups",
+        "minigpt.model:optimizer_groups",
+        f"{_HERE}:grade_optimizer_groups",
+        "Split a model's parameters into a weight-decayed group (matrices) and the rest.",
+    ),
+    Exercise(
+        "7.3",
+        "sequence_nll",
+        "minigpt.train:sequence_nll",
+        f"{_HERE}:grade_sequence_nll",
+        "Score a held-out token stream in windows: total negative log-likelihood and count.",
     ),
 )
 

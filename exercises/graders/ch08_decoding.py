@@ -12,41 +12,39 @@ from typing import Any
 
 import torch
 
-from exercises.catalog import Chapter, Exercise
+from exercises.catalog import Exercise
 from exercises.graders.common import expect_value_error
 from minigpt.generate import beam_step, length_penalized_score, top_p_filter
 
 _HERE = "exercises.graders.ch08_decoding"
 
-CHAPTER = Chapter(
-    key="ch08_decoding",
-    title="Chapter 8: decoding",
-    imports=(
-        "import torch",
-        "from torch import Tensor",
+# The stub file's imports; the chapter's key and title are in exercises/catalog.py.
+IMPORTS = (
+    "import torch",
+    "from torch import Tensor",
+)
+
+EXERCISES = (
+    Exercise(
+        "8.1",
+        "top_p_filter",
+        "minigpt.generate:top_p_filter",
+        f"{_HERE}:grade_top_p_filter",
+        "Nucleus filtering: keep the smallest set of top tokens holding probability p.",
     ),
-    exercises=(
-        Exercise(
-            "8.1",
-            "top_p_filter",
-            "minigpt.generate:top_p_filter",
-            f"{_HERE}:grade_top_p_filter",
-            "Nucleus filtering: keep the smallest set of top tokens holding probability p.",
-        ),
-        Exercise(
-            "8.2",
-            "beam_step",
-            "minigpt.generate:beam_step",
-            f"{_HERE}:grade_beam_step",
-            "One step of beam search: the best extensions of all beams, ranked together.",
-        ),
-        Exercise(
-            "8.3",
-            "length_penalized_score",
-            "minigpt.generate:length_penalized_score",
-            f"{_HERE}:grade_length_penalized_score",
-            "The score of a finished beam: summed log-probability over length ** alpha.",
-        ),
+    Exercise(
+        "8.2",
+        "beam_step",
+        "minigpt.generate:beam_step",
+        f"{_HERE}:grade_beam_step",
+        "One step of beam search: the best extensions of all beams, ranked together.",
+    ),
+    Exercise(
+        "8.3",
+        "length_penalized_score",
+        "minigpt.generate:length_penalized_score",
+        f"{_HERE}:grade_length_penalized_score",
+        "The score of a finished beam: summed log-probability over length ** alpha.",
     ),
 )
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from exercises.catalog import Chapter, Exercise
+from exercises.catalog import Exercise
 from exercises.graders.common import close, expect_value_error
 from minigpt.config import GPTConfig, count_parameters, gpt3_config
 from minigpt.scaling import (
@@ -28,47 +28,45 @@ from minigpt.scaling import (
 
 _HERE = "exercises.graders.ch09_scaling"
 
-CHAPTER = Chapter(
-    key="ch09_scaling",
-    title="Chapter 9: scaling",
-    imports=(
-        "import math",
-        "",
-        "import numpy as np",
-        "",
-        "from minigpt.config import GPTConfig, count_parameters",
-        "from minigpt.scaling import CHINCHILLA, ChinchillaFit, Memory, activation_bytes, "
-        "model_state_bytes",
+# The stub file's imports; the chapter's key and title are in exercises/catalog.py.
+IMPORTS = (
+    "import math",
+    "",
+    "import numpy as np",
+    "",
+    "from minigpt.config import GPTConfig, count_parameters",
+    "from minigpt.scaling import CHINCHILLA, ChinchillaFit, Memory, activation_bytes, "
+    "model_state_bytes",
+)
+
+EXERCISES = (
+    Exercise(
+        "9.1",
+        "flops_per_token",
+        "minigpt.scaling:flops_per_token",
+        f"{_HERE}:grade_flops_per_token",
+        "Training FLOPs per token: 6N plus Kaplan's attention term.",
     ),
-    exercises=(
-        Exercise(
-            "9.1",
-            "flops_per_token",
-            "minigpt.scaling:flops_per_token",
-            f"{_HERE}:grade_flops_per_token",
-            "Training FLOPs per token: 6N plus Kaplan's attention term.",
-        ),
-        Exercise(
-            "9.2",
-            "activation_bytes_per_layer",
-            "minigpt.scaling:activation_bytes_per_layer",
-            f"{_HERE}:grade_activation_bytes_per_layer",
-            "Activation memory of one layer, with recomputation and tensor parallelism.",
-        ),
-        Exercise(
-            "9.3",
-            "memory_per_gpu",
-            "minigpt.scaling:memory_per_gpu",
-            f"{_HERE}:grade_memory_per_gpu",
-            "Training memory per GPU under data, tensor, pipeline parallelism and ZeRO.",
-        ),
-        Exercise(
-            "9.4",
-            "chinchilla_optimal",
-            "minigpt.scaling:chinchilla_optimal",
-            f"{_HERE}:grade_chinchilla_optimal",
-            "The compute-optimal model size and token count under Chinchilla's fitted law.",
-        ),
+    Exercise(
+        "9.2",
+        "activation_bytes_per_layer",
+        "minigpt.scaling:activation_bytes_per_layer",
+        f"{_HERE}:grade_activation_bytes_per_layer",
+        "Activation memory of one layer, with recomputation and tensor parallelism.",
+    ),
+    Exercise(
+        "9.3",
+        "memory_per_gpu",
+        "minigpt.scaling:memory_per_gpu",
+        f"{_HERE}:grade_memory_per_gpu",
+        "Training memory per GPU under data, tensor, pipeline parallelism and ZeRO.",
+    ),
+    Exercise(
+        "9.4",
+        "chinchilla_optimal",
+        "minigpt.scaling:chinchilla_optimal",
+        f"{_HERE}:grade_chinchilla_optimal",
+        "The compute-optimal model size and token count under Chinchilla's fitted law.",
     ),
 )
 

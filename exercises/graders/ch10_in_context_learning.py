@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from exercises.catalog import Chapter, Exercise
+from exercises.catalog import Exercise
 from exercises.graders.common import check_docstring_examples, close, expect_value_error
 from minigpt.contamination import (
     build_index,
@@ -26,40 +26,38 @@ from minigpt.tasks import normalize_prediction, score
 
 _HERE = "exercises.graders.ch10_in_context_learning"
 
-CHAPTER = Chapter(
-    key="ch10_in_context_learning",
-    title="Chapter 10: in-context learning and data contamination",
-    imports=(
-        "import re",
-        "from collections.abc import Iterable, Sequence",
-        "",
-        "import numpy as np",
-        "",
-        "from minigpt.contamination import NgramIndex, build_index, ngram_hashes, normalize_words",
-        "from minigpt.tasks import normalize_prediction",
+# The stub file's imports; the chapter's key and title are in exercises/catalog.py.
+IMPORTS = (
+    "import re",
+    "from collections.abc import Iterable, Sequence",
+    "",
+    "import numpy as np",
+    "",
+    "from minigpt.contamination import NgramIndex, build_index, ngram_hashes, normalize_words",
+    "from minigpt.tasks import normalize_prediction",
+)
+
+EXERCISES = (
+    Exercise(
+        "10.1",
+        "score",
+        "minigpt.tasks:score",
+        f"{_HERE}:grade_score",
+        "Exact-match accuracy of a model's continuations against the expected answers.",
     ),
-    exercises=(
-        Exercise(
-            "10.1",
-            "score",
-            "minigpt.tasks:score",
-            f"{_HERE}:grade_score",
-            "Exact-match accuracy of a model's continuations against the expected answers.",
-        ),
-        Exercise(
-            "10.2",
-            "choose_ngram_length",
-            "minigpt.contamination:choose_ngram_length",
-            f"{_HERE}:grade_choose_ngram_length",
-            "GPT-3's per-benchmark n-gram length: the 5th percentile of item lengths, clamped.",
-        ),
-        Exercise(
-            "10.3",
-            "filter_document",
-            "minigpt.contamination:filter_document",
-            f"{_HERE}:grade_filter_document",
-            "Cut every benchmark n-gram, with a window around it, out of a training document.",
-        ),
+    Exercise(
+        "10.2",
+        "choose_ngram_length",
+        "minigpt.contamination:choose_ngram_length",
+        f"{_HERE}:grade_choose_ngram_length",
+        "GPT-3's per-benchmark n-gram length: the 5th percentile of item lengths, clamped.",
+    ),
+    Exercise(
+        "10.3",
+        "filter_document",
+        "minigpt.contamination:filter_document",
+        f"{_HERE}:grade_filter_document",
+        "Cut every benchmark n-gram, with a window around it, out of a training document.",
     ),
 )
 

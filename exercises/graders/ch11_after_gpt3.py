@@ -14,57 +14,55 @@ from typing import Any
 import numpy as np
 import torch
 
-from exercises.catalog import Chapter, Exercise
+from exercises.catalog import Exercise
 from exercises.graders.common import check_docstring_examples, close, expect_value_error
 from minigpt.energy import training_energy_kwh
 from minigpt.finetune import answer_loss_mask
-from minigpt.isoflop import isoflop_minimum
+from minigpt.lab.isoflop import isoflop_minimum
 from minigpt.variants import llama_d_ff
 
 _HERE = "exercises.graders.ch11_after_gpt3"
 
-CHAPTER = Chapter(
-    key="ch11_after_gpt3",
-    title="Chapter 11: after GPT-3",
-    imports=(
-        "import math",
-        "from collections.abc import Sequence",
-        "",
-        "import numpy as np",
-        "import torch",
-        "from torch import Tensor",
-        "",
-        "JOULES_PER_KWH = 3.6e6",
+# The stub file's imports; the chapter's key and title are in exercises/catalog.py.
+IMPORTS = (
+    "import math",
+    "from collections.abc import Sequence",
+    "",
+    "import numpy as np",
+    "import torch",
+    "from torch import Tensor",
+    "",
+    "JOULES_PER_KWH = 3.6e6",
+)
+
+EXERCISES = (
+    Exercise(
+        "11.1",
+        "llama_d_ff",
+        "minigpt.variants:llama_d_ff",
+        f"{_HERE}:grade_llama_d_ff",
+        "LLaMA's SwiGLU hidden width: 2/3 of 4 d_model, rounded up to a multiple.",
     ),
-    exercises=(
-        Exercise(
-            "11.1",
-            "llama_d_ff",
-            "minigpt.variants:llama_d_ff",
-            f"{_HERE}:grade_llama_d_ff",
-            "LLaMA's SwiGLU hidden width: 2/3 of 4 d_model, rounded up to a multiple.",
-        ),
-        Exercise(
-            "11.2",
-            "answer_loss_mask",
-            "minigpt.finetune:answer_loss_mask",
-            f"{_HERE}:grade_answer_loss_mask",
-            "Which next-token targets of a batch of examples belong to the answers.",
-        ),
-        Exercise(
-            "11.3",
-            "isoflop_minimum",
-            "minigpt.isoflop:isoflop_minimum",
-            f"{_HERE}:grade_isoflop_minimum",
-            "The minimum of a parabola in log N fitted to an IsoFLOP profile.",
-        ),
-        Exercise(
-            "11.4",
-            "training_energy_kwh",
-            "minigpt.energy:training_energy_kwh",
-            f"{_HERE}:grade_training_energy_kwh",
-            "Training energy in kWh from FLOPs, sustained FLOP/s, watts and PUE.",
-        ),
+    Exercise(
+        "11.2",
+        "answer_loss_mask",
+        "minigpt.finetune:answer_loss_mask",
+        f"{_HERE}:grade_answer_loss_mask",
+        "Which next-token targets of a batch of examples belong to the answers.",
+    ),
+    Exercise(
+        "11.3",
+        "isoflop_minimum",
+        "minigpt.lab.isoflop:isoflop_minimum",
+        f"{_HERE}:grade_isoflop_minimum",
+        "The minimum of a parabola in log N fitted to an IsoFLOP profile.",
+    ),
+    Exercise(
+        "11.4",
+        "training_energy_kwh",
+        "minigpt.energy:training_energy_kwh",
+        f"{_HERE}:grade_training_energy_kwh",
+        "Training energy in kWh from FLOPs, sustained FLOP/s, watts and PUE.",
     ),
 )
 

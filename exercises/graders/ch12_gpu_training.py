@@ -12,46 +12,44 @@ from typing import Any
 
 import torch
 
-from exercises.catalog import Chapter, Exercise
+from exercises.catalog import Exercise
 from exercises.graders.common import close, expect_value_error
 from minigpt.gpu import mfu
-from minigpt.pipeline import bubble_fraction
-from minigpt.tensor_parallel import shard_tensor
+from minigpt.parallel.pipeline import bubble_fraction
+from minigpt.parallel.tensor import shard_tensor
 
 _HERE = "exercises.graders.ch12_gpu_training"
 
-CHAPTER = Chapter(
-    key="ch12_gpu_training",
-    title="Chapter 12: training on GPUs",
-    imports=(
-        "import math",
-        "from collections.abc import Sequence",
-        "",
-        "import torch",
-        "from torch import Tensor",
+# The stub file's imports; the chapter's key and title are in exercises/catalog.py.
+IMPORTS = (
+    "import math",
+    "from collections.abc import Sequence",
+    "",
+    "import torch",
+    "from torch import Tensor",
+)
+
+EXERCISES = (
+    Exercise(
+        "12.1",
+        "shard_tensor",
+        "minigpt.parallel.tensor:shard_tensor",
+        f"{_HERE}:grade_shard_tensor",
+        "One rank's slice of a weight, block by block for fused projections.",
     ),
-    exercises=(
-        Exercise(
-            "12.1",
-            "shard_tensor",
-            "minigpt.tensor_parallel:shard_tensor",
-            f"{_HERE}:grade_shard_tensor",
-            "One rank's slice of a weight, block by block for fused projections.",
-        ),
-        Exercise(
-            "12.2",
-            "mfu",
-            "minigpt.gpu:mfu",
-            f"{_HERE}:grade_mfu",
-            "Model FLOPs utilization: the model's FLOP/s over the hardware's peak.",
-        ),
-        Exercise(
-            "12.3",
-            "bubble_fraction",
-            "minigpt.pipeline:bubble_fraction",
-            f"{_HERE}:grade_bubble_fraction",
-            "The fraction of a pipeline step that each stage idles.",
-        ),
+    Exercise(
+        "12.2",
+        "mfu",
+        "minigpt.gpu:mfu",
+        f"{_HERE}:grade_mfu",
+        "Model FLOPs utilization: the model's FLOP/s over the hardware's peak.",
+    ),
+    Exercise(
+        "12.3",
+        "bubble_fraction",
+        "minigpt.parallel.pipeline:bubble_fraction",
+        f"{_HERE}:grade_bubble_fraction",
+        "The fraction of a pipeline step that each stage idles.",
     ),
 )
 
