@@ -27,38 +27,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # before numpy is imported: one thread for everyone
 
 import argparse  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
+from timing import best_times  # noqa: E402
 
 from minigpt.contamination import normalize_words  # noqa: E402
 from minigpt.corpus.dedup import lsh_candidates, minhash_signatures  # noqa: E402
 from minigpt.corpus.webpages import make_crawl  # noqa: E402
-
-
-class Timing:
-    """Fastest wall-clock and CPU time (seconds) over several runs of one function."""
-
-    def __init__(self) -> None:
-        self.wall = self.cpu = float("inf")
-
-    def run(self, fn: Callable[[], object]) -> object:
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        self.cpu = min(self.cpu, time.process_time() - cpu)
-        self.wall = min(self.wall, time.perf_counter() - wall)
-        return result
-
-
-def best_times(fns: dict[str, Callable[[], object]], repeats: int) -> tuple[dict, dict]:
-    """Run each function ``repeats`` times, interleaved; each one's Timing and last result."""
-    timings = {name: Timing() for name in fns}
-    results: dict[str, object] = {}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            results[name] = timings[name].run(fn)
-    return timings, results
 
 
 def datasketch_signatures(texts: list[str], num_perm: int, n: int) -> list:

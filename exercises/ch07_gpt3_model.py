@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from minigpt.attention import KVCache
+from minigpt.model import Block
+from minigpt.optim import clip_grad_norm_
 
 
 # Exercise 7.1. Join tokenized documents into one stream, each followed by <|endoftext|>.
@@ -80,3 +85,65 @@ def sequence_nll(model: torch.nn.Module, tokens: Tensor, window: int) -> tuple[f
     (9, 2.0794, 2.0794)
     """
     raise NotImplementedError("Exercise 7.3: write sequence_nll")
+
+
+# Exercise 7.4. The forward pass of a pre-LN transformer block: two sub-layers with residuals.
+def block_forward(block: Block, x: Tensor, cache: KVCache | None = None) -> Tensor:
+    """The forward pass of a pre-LN transformer block ``block``: ``(B, T, d_model)`` in and out.
+
+    Two sub-layers, each reading the residual stream ``x`` through its own norm and adding its
+    output back to it (a residual connection), in this order:
+
+    1. ``x = x + block.attn(block.ln_1(x), cache=cache)``: causal multi-head attention of the
+       normalized stream (``n_heads`` heads of width ``d_head``), ``(B, T, d_model)``;
+    2. ``x = x + block.mlp(block.ln_2(x))``: the MLP (``d_model -> d_ff -> d_model``) of the
+       stream *after* the attention's addition, normalized by the block's second norm.
+
+    The norms are applied to what enters a sub-layer, never to the sum (that would be the
+    original Transformer's post-LN layout), and the block returns the stream itself, not the
+    sub-layers' outputs alone. ``cache`` (a :class:`~minigpt.attention.KVCache` or ``None``) is
+    passed to ``block.attn`` unchanged; the attention appends this call's keys and values to it,
+    which lets a decoder feed one new token at a time. The result does not depend on the batch:
+    row ``b`` of the output is the block applied to row ``b`` of ``x``. Do not call ``block(x)``
+    itself: :meth:`Block.forward` is this function.
+    """
+    raise NotImplementedError("Exercise 7.4: write block_forward")
+
+
+# Exercise 7.5. One training step: zero, forward, backward, clip, update, schedule.
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    *,
+    grad_clip: float | None = 1.0,
+    scheduler: Any = None,
+) -> float:
+    """One step of GPT-3's recipe on one batch; returns the batch's loss (a float, in nats).
+
+    ``x`` and ``y`` are ``(B, T)`` token ids, ``y`` the next tokens of ``x`` (``y[:, t] =
+    stream[t + 1]``); ``model(x, y)`` returns ``(logits (B, T, V), loss)``, the loss a 0-d
+    tensor, the mean cross-entropy over the ``B T`` positions. In this order:
+
+    1. put the model in training mode (``model.train()``: dropout on);
+    2. discard the gradients left in the parameters (``optimizer.zero_grad()``): PyTorch adds
+       every backward pass's gradients to ``.grad``, so without this the steps accumulate;
+    3. forward pass and loss, ``_, loss = model(x, y)``, then ``loss.backward()``;
+    4. if ``grad_clip`` is not ``None``, clip the gradients of all parameters together to a
+       global L2 norm of at most ``grad_clip`` (:func:`minigpt.optim.clip_grad_norm_`; GPT-3
+       used 1.0), *before* the update;
+    5. ``optimizer.step()``, then, if given, ``scheduler.step()`` (a ``torch.optim.lr_scheduler``:
+       the learning rate of the *next* step; this step used the current one).
+
+    The loss returned is ``loss.item()``, measured before the update. Raises ``ValueError`` if
+    ``grad_clip`` is neither ``None`` nor a number > 0.
+
+    :class:`Trainer` takes the same step in :meth:`Trainer.train_step`, with what a long run
+    adds: it sets the learning rate itself from the token count (no scheduler object),
+    accumulates gradients over micro-batches, runs under autocast with a gradient scaler for
+    fp16, records the gradient norm, and zeroes the gradients after the update rather than
+    before (the same thing between two steps of one trainer). With one micro-batch in fp32 its
+    update is this function's.
+    """
+    raise NotImplementedError("Exercise 7.5: write train_step")

@@ -194,9 +194,9 @@ def check(chapter: str, *, workspace: str | os.PathLike[str] | None = None,
     elif not solutions:
         path = Path(file) if file is not None else source_file(key, workspace)
         where = str(path)
-        if path == stub_path(key):
-            print(f"  (grading the untouched stub {path}: start your own copy with "
-                  f"`python -m exercises.start {key.split('_')[0]}`)", file=out)
+        if path == stub_path(key):  # named as in the repository: the same text everywhere
+            print(f"  (the untouched stub exercises/{path.name}; start your own copy with\n"
+                  f"   python -m exercises.start {key.split('_')[0]})", file=out)
         else:
             print(f"  grading {path}", file=out)
         try:

@@ -100,6 +100,7 @@ def _links(folder: str, names: list[str]) -> list[str]:
 def _worker(argv: Sequence[str]) -> None:
     """In the child: load the submission, then grade the named exercises one by one."""
     key, file, *names = argv
+    sys.dont_write_bytecode = True  # leave the submission's folder as it came
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # the student's prints go to stderr, never into the protocol
     sys.stdout = sys.stderr
@@ -186,9 +187,10 @@ def grade_submission(key: str, submission: Submission, timeout: float,
             target = work / file.name
         else:
             work.mkdir()
-            target = work / f"{key}.py"
+            target = work / file.name
             shutil.copyfile(file, target)
         log = Path(tmp) / "stderr.log"
+        shown = f"{submission.entry.name}/" if submission.entry.is_dir() else ""
         todo = [ex.name for ex in exercises]
         while todo:
             child = _Child(key, target, todo, work, log)
@@ -196,11 +198,12 @@ def grade_submission(key: str, submission: Submission, timeout: float,
             try:
                 while todo:
                     event = child.next_event(deadline - time.monotonic())
-                    if event == "timeout" and current is None:
+                    if event == "timeout" and current is None:  # still loading
                         why = f"loading the file took over {load_timeout:g} s (a loop at import?)"
                         rows.update({n: Row(student, label[n], False, why) for n in todo})
                         todo = []
                     elif event == "timeout":
+                        current = current or todo[0]  # between cases: the next one
                         rows[current] = Row(student, label[current], False,
                                             f"timed out after {timeout:g} s (an endless loop?)")
                         todo.remove(current)
@@ -210,7 +213,7 @@ def grade_submission(key: str, submission: Submission, timeout: float,
                         why = f"the grading process died (exit status {code})"
                         tail = _tail(log)
                         why += f": {tail}" if tail else ""
-                        victim = current if current is not None else todo[0]
+                        victim = current or todo[0]
                         rows[victim] = Row(student, label[victim], False, why)
                         todo.remove(victim)
                         break
@@ -219,15 +222,15 @@ def grade_submission(key: str, submission: Submission, timeout: float,
                                      for n in todo})
                         todo = []
                     elif event["event"] == "ready":
-                        deadline = float("inf")
+                        current, deadline = "", time.monotonic() + timeout
                     elif event["event"] == "start":
                         current, deadline = event["case"], time.monotonic() + timeout
                     elif event["event"] == "result":
                         name = event["case"]
-                        rows[name] = Row(student, label[name], bool(event["passed"]),
-                                         event["message"])
+                        message = event["message"].replace(str(work) + os.sep, shown)
+                        rows[name] = Row(student, label[name], bool(event["passed"]), message)
                         todo.remove(name)
-                        current, deadline = None, float("inf")
+                        current, deadline = "", time.monotonic() + timeout
             finally:
                 child.kill()
     return [rows[ex.name] for ex in exercises]

@@ -83,7 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    choices=["comparison", "ablation", "isoflop", "sft", "limits"])
     p.add_argument("--steps", type=int, default=400, help="steps of (a) and (b)")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per step, (a)-(c)")
-    p.add_argument("--block-size", type=int, default=64, help="characters per sequence, (a)-(c)")
+    p.add_argument("--n-ctx", type=int, default=64,
+                   help="context: characters per sequence, (a)-(c)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of (a)")
     p.add_argument("--ablation-seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--val-sequences", type=int, default=256, help="held-out windows")
@@ -100,10 +101,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def settings_for(args: argparse.Namespace, steps: int, lr: float, seed: int = 0) -> SweepSettings:
     """Shared settings: warmup over :data:`WARMUP_FRACTION` of the tokens, cosine to 10 %,
     GPT-3's AdamW, one thread."""
-    tokens = steps * args.batch_size * args.block_size
-    return SweepSettings(block_size=args.block_size, batch_size=args.batch_size,
-                         n_tokens=tokens, lr=lr, warmup_tokens=int(WARMUP_FRACTION * tokens),
-                         val_sequences=args.val_sequences, seed=seed, threads=1)
+    tokens = steps * args.batch_size * args.n_ctx
+    train = TrainConfig(seq_len=args.n_ctx, batch_size=args.batch_size, lr=lr,
+                        warmup_tokens=int(WARMUP_FRACTION * tokens), seed=seed)
+    return SweepSettings(train=train, n_tokens=tokens, val_sequences=args.val_sequences,
+                         threads=1)
 
 
 def log(line: str) -> None:
@@ -115,14 +117,14 @@ def log(line: str) -> None:
 
 
 def run_comparison(args: argparse.Namespace, data: CharData) -> tuple[dict, dict]:
-    base = GPTConfig(vocab_size=len(data.vocab), n_ctx=args.block_size, **BASE)
+    base = GPTConfig(vocab_size=len(data.vocab), n_ctx=args.n_ctx, **BASE)
     configs = {"gpt3": base, "llama": variants.llama_style(base, match_parameters=True)}
     settings = settings_for(args, args.steps, LR_GRID[0])
     log("(a) learning-rate grid, seed 0")
     sweep: dict[str, dict[str, Any]] = {}
     for lr in LR_GRID:
         sweep[f"{lr:g}"] = controlled.compare(
-            configs, dataclasses.replace(settings, lr=lr), [args.seeds[0]], data, log=log)
+            configs, settings.with_train(lr=lr), [args.seeds[0]], data, log=log)
     best = {name: min(LR_GRID, key=lambda lr: sweep[f"{lr:g}"][name]["val_loss"][
         str(args.seeds[0])]) for name in configs}
     log(f"(a) best learning rates {best}; more seeds")
@@ -159,7 +161,7 @@ def run_ablation(args: argparse.Namespace, data: CharData, lr: float, seeds: lis
                  known: dict[str, dict[str, float]]) -> tuple[dict, dict]:
     """Each change alone at ``lr``; ``known`` holds runs already made with these settings
     (``{name: {seed: val_loss}}``, from the comparison), which are reused, not repeated."""
-    base = GPTConfig(vocab_size=len(data.vocab), n_ctx=args.block_size, **BASE)
+    base = GPTConfig(vocab_size=len(data.vocab), n_ctx=args.n_ctx, **BASE)
     configs = variants.ablation_configs(base)
     configs.pop("llama")
     settings = settings_for(args, args.steps, lr)
@@ -202,12 +204,12 @@ def _isoflop_fit(points: dict[str, dict[str, Any]], compute: float) -> dict[str,
 
 
 def run_isoflop(args: argparse.Namespace, data: CharData) -> tuple[dict, dict]:
-    configs = {name: GPTConfig(vocab_size=len(data.vocab), n_ctx=args.block_size, **size)
+    configs = {name: GPTConfig(vocab_size=len(data.vocab), n_ctx=args.n_ctx, **size)
                for name, size in ISOFLOP_SIZES.items()}
     plans = {
-        "fixed_steps": isoflop.isoflop_plan(configs, args.compute, args.block_size,
+        "fixed_steps": isoflop.isoflop_plan(configs, args.compute, args.n_ctx,
                                             steps=args.steps),
-        "fixed_batch": isoflop.isoflop_plan(configs, args.compute, args.block_size,
+        "fixed_batch": isoflop.isoflop_plan(configs, args.compute, args.n_ctx,
                                             batch_size=args.batch_size),
     }
     profiles = {}
@@ -217,19 +219,20 @@ def run_isoflop(args: argparse.Namespace, data: CharData) -> tuple[dict, dict]:
         for name, config in configs.items():
             row = plan[name]
             tokens = row["tokens"]
-            settings = SweepSettings(
-                block_size=args.block_size, batch_size=row["batch_size"], n_tokens=tokens,
-                lr=args.isoflop_lr, warmup_tokens=int(WARMUP_FRACTION * tokens),
-                val_sequences=args.val_sequences, seed=0, threads=1)
+            train = TrainConfig(seq_len=args.n_ctx, batch_size=row["batch_size"],
+                                lr=args.isoflop_lr, warmup_tokens=int(WARMUP_FRACTION * tokens),
+                                seed=0)
+            settings = SweepSettings(train=train, n_tokens=tokens,
+                                     val_sequences=args.val_sequences, threads=1)
             run = controlled.train_and_evaluate(config, settings, data)
-            points[name] = {**row, "val_loss": run["val_loss"], "seconds": run["seconds"]}
+            points[name] = {**row, "val_loss": run.val_loss, "seconds": run.seconds}
             log(f"{name:>8}: N={row['n_parameters']:>7,} D={tokens:>9,} "
                 f"({row['tokens_per_parameter']:.1f} tokens/param, {row['steps']} steps of "
-                f"{row['batch_size']}) val loss {run['val_loss']:.4f} ({run['seconds']:.1f} s)")
+                f"{row['batch_size']}) val loss {run.val_loss:.4f} ({run.seconds:.1f} s)")
         profiles[profile] = {"points": points,
                              "best_measured": min(points, key=lambda k: points[k]["val_loss"]),
                              "parabola": _isoflop_fit(points, args.compute)}
-    parameters = {"compute": args.compute, "lr": args.isoflop_lr, "seq_len": args.block_size,
+    parameters = {"compute": args.compute, "lr": args.isoflop_lr, "seq_len": args.n_ctx,
                   "configs": {k: dataclasses.asdict(c) for k, c in configs.items()},
                   "fixed_steps": args.steps, "fixed_batch_size": args.batch_size,
                   "plans": {p: {k: {"steps": r["steps"], "batch_size": r["batch_size"]}

@@ -54,11 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def print_table(name: str, result: dict) -> None:
-    print(f"\n{name}: {result['n_parameters']:,} parameters, final loss "
-          f"{result['final_loss']:.3f}, train {result['train_s']:.0f} s, "
-          f"eval {result['eval_s']:.0f} s")
-    for kind, cells in result["accuracy"].items():
+def print_table(name: str, result: icl.IclRun) -> None:
+    print(f"\n{name}: {result.n_parameters:,} parameters, final loss "
+          f"{result.final_loss:.3f}, train {result.train_s:.0f} s, "
+          f"eval {result.eval_s:.0f} s")
+    for kind, cells in result.accuracy.items():
         print(f"  {kind:20s}" + "".join(f"{'k=' + k:>7s}" for k in next(iter(cells.values()))))
         for task, row in cells.items():
             print(f"    {task:18s}" + "".join(f"{v:7.3f}" for v in row.values()))
@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     results = {}
     for name in args.sizes:
-        results[name] = icl.run_from_parameters(parameters, name)
-        print_table(name, results[name])
+        run = icl.run_from_parameters(parameters, name)
+        print_table(name, run)
+        results[name] = run.to_dict()
     total = time.perf_counter() - start
     print(f"\ntotal {total:.0f} s")
     out = {"parameters": parameters, "results": results, "total_s": round(total, 1)}

@@ -32,6 +32,7 @@ from minigpt.lab.sweep import (
     save_results,
     sweep_parameters,
 )
+from minigpt.train import TrainConfig
 
 #: The family: (n_layer, n_heads, d_model), about 30 times more non-embedding parameters from
 #: the first to the last (``N = n_layer (12 d^2 + 13 d) + 2 d``).
@@ -44,11 +45,13 @@ SIZES = [
     ModelSize(4, 4, 64),
     ModelSize(4, 6, 96),
 ]
-SETTINGS = SweepSettings(block_size=32, batch_size=16, n_tokens=1_572_864, lr=1e-2,
-                         warmup_tokens=32_768, n_evals=16, val_sequences=512, seed=0)
+SETTINGS = SweepSettings(
+    train=TrainConfig(seq_len=32, batch_size=16, lr=1e-2, warmup_tokens=32_768, seed=0),
+    n_tokens=1_572_864, n_evals=16, val_sequences=512)
 #: --quick: the three smallest sizes on an eighth of the tokens.
-QUICK_SETTINGS = dataclasses.replace(SETTINGS, n_tokens=SETTINGS.n_tokens // 8,
-                                     warmup_tokens=SETTINGS.warmup_tokens // 8, n_evals=6)
+QUICK_SETTINGS = dataclasses.replace(
+    SETTINGS.with_train(warmup_tokens=SETTINGS.train.warmup_tokens // 8),
+    n_tokens=SETTINGS.n_tokens // 8, n_evals=6)
 
 
 def main(argv: list[str] | None = None) -> None:

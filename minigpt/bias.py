@@ -36,6 +36,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+from minigpt.checks import check_int
+
 __all__ = [
     "DESCRIPTIVE_WORDS",
     "PRONOUNS",
@@ -94,9 +96,7 @@ def cooccurrence_counts(
     >>> cooccurrence_counts(["he", "good", "she"], window=1, vocabulary=["good"])["female"]
     Counter({'good': 1})
     """
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive integer (words on each side), got "
-                         f"{window!r}")
+    check_int("window", window)  # words on each side
     if isinstance(tokens, str):
         raise ValueError("tokens must be a sequence of words (use words(text)), not a string")
     if not groups:

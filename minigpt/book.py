@@ -3,7 +3,8 @@
 - :func:`show_source` renders a minigpt function's or class's code, highlighted, in the page, so
   the book teaches the package's own code rather than a pasted copy.
 - :func:`set_seed` seeds Python, NumPy and PyTorch, so stored outputs re-run to the same text.
-- :func:`controls` wires ipywidgets to a function for the chapters' interactive figures.
+- :func:`controls` makes the chapters' interactive figures: precomputed views behind plain HTML
+  controls (:mod:`minigpt.widgets`), live on the static page as in Jupyter.
 - :func:`pick` chooses a setting by device (CUDA when there is a GPU, else the CPU: see
   :func:`minigpt.precision.get_device`), and :func:`on_colab` tells whether the notebook runs
   on Google Colab.
@@ -83,26 +84,21 @@ def pick(cpu: Any, gpu: Any, device: str | None = None) -> Any:
     return gpu if device == "cuda" else cpu
 
 
-def controls(fn: Any, **widgets_by_arg: Any) -> Any:
-    """Widgets that re-run ``fn(**values)`` into an output area each time one of them changes.
+def controls(fn: Any, **choices: Any) -> Any:
+    """An interactive figure that works on the static page too: ``fn`` is run once for every
+    combination of the choices, and a slider or a select per argument shows the matching view.
 
-    Unlike ``ipywidgets.interact``, nothing runs when the controls are created: the stored
-    notebook shows the controls only, and the chapter prints the default result in a cell of
-    its own, so the page and the strict notebook tests see the same output.
+    Each choice is a list of values, a :class:`minigpt.widgets.Choice` (values, default, label),
+    or an ipywidgets control (``IntSlider``, ``FloatSlider``, ``Dropdown``...), whose values
+    are taken from it. See :func:`minigpt.widgets.static_controls`, which this calls: it needs
+    no kernel and no network, and refuses more than a few hundred views.
 
-    ``controls(plot, n=IntSlider(4, 1, 6), temperature=FloatSlider(1.0, 0.0, 2.0))``
+    ``controls(plot, n=[1, 2, 4], temperature=Choice([0.5, 1.0, 2.0], default=1.0))``
     """
-    import ipywidgets as widgets
+    from minigpt.widgets import Choice, static_controls, values_of
 
-    if not widgets_by_arg:
-        raise ValueError("controls needs at least one widget, given as name=widget")
-    out = widgets.Output()
-
-    def refresh(_change: Any = None) -> None:
-        with out:
-            out.clear_output(wait=True)
-            fn(**{name: w.value for name, w in widgets_by_arg.items()})
-
-    for w in widgets_by_arg.values():
-        w.observe(refresh, names="value")
-    return widgets.VBox([widgets.HBox(list(widgets_by_arg.values())), out])
+    if not choices:
+        raise ValueError("controls needs at least one choice, given as name=values")
+    converted = {name: value if isinstance(value, Choice | list | tuple) else values_of(value)
+                 for name, value in choices.items()}
+    return static_controls(fn, **converted)

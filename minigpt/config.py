@@ -87,7 +87,7 @@ class GPTConfig:
             ``d_model`` divisible by ``n_heads``; give it explicitly for an attention width
             ``d_attn = n_heads * d_head`` different from ``d_model``.
         vocab_size: number of tokens; 50257 is GPT-2's byte-level BPE, which GPT-3 reuses.
-        n_ctx: context length in tokens (``block_size`` is an alias).
+        n_ctx: context length in tokens (GPT-3's name; nanoGPT calls it ``block_size``).
         d_ff: hidden width of the MLP; ``None`` means ``4 * d_model``. SwiGLU models usually
             pick about ``8/3 * d_model`` instead, so that their three matrices cost what GELU's
             two do.
@@ -185,11 +185,6 @@ class GPTConfig:
         if self.positions == "rope" and self.d_head % 2:
             raise ValueError(f"positions='rope' rotates pairs of features: d_head must be even, "
                              f"got {self.d_head}")
-
-    @property
-    def block_size(self) -> int:
-        """nanoGPT's name for :attr:`n_ctx`."""
-        return self.n_ctx
 
     @property
     def d_attn(self) -> int:

@@ -197,14 +197,19 @@ def _decode(
     out = torch.empty(b, n + max_new_tokens, dtype=torch.long, device=idx.device)
     out[:, :n] = idx
     feed = out[:, :n]
+    start = 0  # the model reads out[:, start:n]
     done = torch.zeros(b, dtype=torch.bool, device=idx.device)
     may_finish = eos_id is not None or b == 0  # else done.all() is False: skip the sync
     for i in range(max_new_tokens):
-        if caches is None or len(caches[0]) + feed.shape[1] > n_ctx:
-            # No cache, or the context is full: recompute from the last n_ctx tokens.
-            feed = out[:, max(0, n - n_ctx) : n]
-            for cache in caches or []:
-                cache.reset()
+        if n - start > n_ctx:
+            # The context is full: keep its newer half (see greedy's docstring).
+            start = n - max(1, n_ctx // 2)
+            if caches is not None:
+                for cache in caches:
+                    cache.reset()
+                feed = out[:, start:n]
+        if caches is None:  # no cache: recompute the whole window every step
+            feed = out[:, start:n]
         if i == 0:  # the prompt: every check of forward
             logits = model(feed, caches=caches)[0][:, -1].float()  # (B, V)
         else:
@@ -234,9 +239,14 @@ def greedy(
 
     ``idx (B, T) -> (B, T + n)``, ``n <= max_new_tokens``. With ``eos_id``, a row that has
     produced it is finished: its later tokens are ``pad_id`` (default ``eos_id``), and the loop
-    stops early once every row is finished (Hugging Face's convention). Past ``n_ctx`` tokens
-    the model sees the last ``n_ctx`` only (recomputed every step, the cache cannot slide
-    with learned positions).
+    stops early once every row is finished (Hugging Face's convention).
+
+    Past the context: when the model has read ``n_ctx`` tokens and must read one more, it keeps
+    the newer half (the last ``n_ctx // 2``) and goes on from there, so it always reads between
+    ``n_ctx // 2`` and ``n_ctx`` tokens. With learned positions the cache cannot slide by one
+    token (every position would change), so this costs one recomputation of half a context
+    every ``n_ctx // 2`` tokens instead of a full one every token; ``use_cache=False`` reads the
+    same windows, recomputing each step, and gives the same tokens.
 
     >>> from minigpt.model import GPT
     >>> from minigpt.config import get_config

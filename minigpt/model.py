@@ -56,6 +56,7 @@ __all__ = [
     "MLP",
     "Block",
     "INIT_STD",
+    "block_forward",
     "configure_optimizer",
     "from_hf_gpt2_state_dict",
     "hf_gpt2_config",
@@ -137,9 +138,34 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
-        """``(B, T, d_model) -> (B, T, d_model)``; ``cache`` is appended to in place."""
-        x = x + self.attn(self.ln_1(x), cache=cache)
-        return x + self.mlp(self.ln_2(x))
+        """``(B, T, d_model) -> (B, T, d_model)``; ``cache`` is appended to in place.
+
+        The computation is :func:`block_forward` (kept as a function: an exercise of chapter 7).
+        """
+        return block_forward(self, x, cache)
+
+
+def block_forward(block: Block, x: Tensor, cache: KVCache | None = None) -> Tensor:
+    """The forward pass of a pre-LN transformer block ``block``: ``(B, T, d_model)`` in and out.
+
+    Two sub-layers, each reading the residual stream ``x`` through its own norm and adding its
+    output back to it (a residual connection), in this order:
+
+    1. ``x = x + block.attn(block.ln_1(x), cache=cache)``: causal multi-head attention of the
+       normalized stream (``n_heads`` heads of width ``d_head``), ``(B, T, d_model)``;
+    2. ``x = x + block.mlp(block.ln_2(x))``: the MLP (``d_model -> d_ff -> d_model``) of the
+       stream *after* the attention's addition, normalized by the block's second norm.
+
+    The norms are applied to what enters a sub-layer, never to the sum (that would be the
+    original Transformer's post-LN layout), and the block returns the stream itself, not the
+    sub-layers' outputs alone. ``cache`` (a :class:`~minigpt.attention.KVCache` or ``None``) is
+    passed to ``block.attn`` unchanged; the attention appends this call's keys and values to it,
+    which lets a decoder feed one new token at a time. The result does not depend on the batch:
+    row ``b`` of the output is the block applied to row ``b`` of ``x``. Do not call ``block(x)``
+    itself: :meth:`Block.forward` is this function.
+    """
+    x = x + block.attn(block.ln_1(x), cache=cache)  # (B, T, d_model)
+    return x + block.mlp(block.ln_2(x))  # (B, T, d_model)
 
 
 class GPT(nn.Module):

@@ -65,6 +65,7 @@ __all__ = [
     "rng_state",
     "sequence_nll",
     "set_rng_state",
+    "train_step",
 ]
 
 
@@ -239,6 +240,59 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------
+# One training step, on its own
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    *,
+    grad_clip: float | None = 1.0,
+    scheduler: Any = None,
+) -> float:
+    """One step of GPT-3's recipe on one batch; returns the batch's loss (a float, in nats).
+
+    ``x`` and ``y`` are ``(B, T)`` token ids, ``y`` the next tokens of ``x`` (``y[:, t] =
+    stream[t + 1]``); ``model(x, y)`` returns ``(logits (B, T, V), loss)``, the loss a 0-d
+    tensor, the mean cross-entropy over the ``B T`` positions. In this order:
+
+    1. put the model in training mode (``model.train()``: dropout on);
+    2. discard the gradients left in the parameters (``optimizer.zero_grad()``): PyTorch adds
+       every backward pass's gradients to ``.grad``, so without this the steps accumulate;
+    3. forward pass and loss, ``_, loss = model(x, y)``, then ``loss.backward()``;
+    4. if ``grad_clip`` is not ``None``, clip the gradients of all parameters together to a
+       global L2 norm of at most ``grad_clip`` (:func:`minigpt.optim.clip_grad_norm_`; GPT-3
+       used 1.0), *before* the update;
+    5. ``optimizer.step()``, then, if given, ``scheduler.step()`` (a ``torch.optim.lr_scheduler``:
+       the learning rate of the *next* step; this step used the current one).
+
+    The loss returned is ``loss.item()``, measured before the update. Raises ``ValueError`` if
+    ``grad_clip`` is neither ``None`` nor a number > 0.
+
+    :class:`Trainer` takes the same step in :meth:`Trainer.train_step`, with what a long run
+    adds: it sets the learning rate itself from the token count (no scheduler object),
+    accumulates gradients over micro-batches, runs under autocast with a gradient scaler for
+    fp16, records the gradient norm, and zeroes the gradients after the update rather than
+    before (the same thing between two steps of one trainer). With one micro-batch in fp32 its
+    update is this function's.
+    """
+    if grad_clip is not None and (isinstance(grad_clip, bool) or not grad_clip > 0):
+        raise ValueError(f"grad_clip must be a number > 0 or None, got {grad_clip!r}")
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    _, loss = model(x, y)  # logits (B, T, V); loss: mean cross-entropy, a 0-d tensor
+    loss.backward()
+    if grad_clip is not None:
+        clip_grad_norm_(list(model.parameters()), grad_clip)  # one global norm, all gradients
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.item()
 
 
 # ---------------------------------------------------------------------------------------------

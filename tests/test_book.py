@@ -52,7 +52,7 @@ def test_first_code_cell_installs_minigpt_on_colab_only(path: Path) -> None:
     from tools.colab_cell import install_cell_source, repository_url
 
     first = source(code_cells(path)[0])
-    assert first == install_cell_source(), "run: python tools/colab_cell.py"
+    assert first == install_cell_source(path.stem), "run: python tools/colab_cell.py"
     assert repository_url() in first
     assert 'if "google.colab" in sys.modules:' in first
 
@@ -175,14 +175,18 @@ def test_device_helpers() -> None:
     assert book.on_colab() is False
 
 
-def test_controls_run_only_when_a_widget_changes() -> None:
+def test_controls_precompute_every_view_from_lists_choices_or_widgets() -> None:
     import ipywidgets as widgets
 
+    from minigpt.widgets import Choice
+
     calls = []
-    slider = widgets.IntSlider(value=1, min=0, max=5)
-    box = book.controls(lambda n: calls.append(n), n=slider)
-    assert calls == [] and isinstance(box, widgets.VBox)
-    slider.value = 4
-    assert calls == [4]
-    with pytest.raises(ValueError, match="at least one widget"):
+    slider = widgets.IntSlider(value=1, min=0, max=2)
+    shown = book.controls(lambda n, t: calls.append((n, t)), n=slider,
+                          t=Choice([0.5, 1.0], default=1.0))
+    assert sorted(calls) == [(n, t) for n in (0, 1, 2) for t in (0.5, 1.0)]
+    assert shown.default == {"n": 1, "t": 1.0}
+    html = shown._repr_html_()
+    assert "<script" in html and "require" not in html and "http" not in html
+    with pytest.raises(ValueError, match="at least one choice"):
         book.controls(print)

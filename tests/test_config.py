@@ -202,7 +202,7 @@ def test_switches_change_the_count_as_expected():
 
 def test_defaults_and_derived_fields():
     cfg = GPTConfig()
-    assert (cfg.vocab_size, cfg.n_ctx, cfg.block_size) == (50257, 2048, 2048)
+    assert (cfg.vocab_size, cfg.n_ctx) == (50257, 2048)
     assert (cfg.d_head, cfg.d_ff, cfg.n_kv_heads, cfg.d_attn) == (64, 3072, 12, 768)
     assert cfg.bias and cfg.tie_embeddings and cfg == GPT3_CONFIGS["small"]
     assert GPTConfig(**dataclasses.asdict(cfg)) == cfg

@@ -6,7 +6,6 @@ ablation), and for its parameters re-creating the first steps of the smallest ca
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -16,6 +15,7 @@ from minigpt.config import GPTConfig, count_parameters
 from minigpt.lab import controlled, record
 from minigpt.lab.record import path as result_path
 from minigpt.lab.sweep import SweepSettings, char_data
+from minigpt.train import TrainConfig
 from minigpt.variants import CHANGES, llama_style, single_change
 
 RESULTS = result_path("after_gpt3")
@@ -26,8 +26,8 @@ TEXT = "to be, or not to be, that is the question:\nwhether 'tis nobler in the m
 def tiny():
     data = char_data(TEXT, val_fraction=0.2)
     config = GPTConfig(n_layer=1, d_model=16, n_heads=2, vocab_size=len(data.vocab), n_ctx=16)
-    settings = SweepSettings(block_size=16, batch_size=4, n_tokens=4 * 16 * 6, lr=1e-2,
-                             warmup_tokens=0, val_sequences=8)
+    settings = SweepSettings(train=TrainConfig(seq_len=16, batch_size=4, lr=1e-2, warmup_tokens=0),
+                             n_tokens=4 * 16 * 6, val_sequences=8)
     return data, config, settings
 
 
@@ -35,12 +35,12 @@ def test_train_and_evaluate_is_deterministic_and_complete(tiny):
     data, config, settings = tiny
     a = controlled.train_and_evaluate(config, settings, data)
     b = controlled.train_and_evaluate(config, settings, data)
-    assert a["val_loss"] == b["val_loss"] and a["loss_curve"] == b["loss_curve"]
-    assert a["steps"] == 6 and a["tokens"] == settings.n_tokens
-    assert a["n_parameters"] == count_parameters(config)
-    assert a["loss_curve"][0][0] == 1 and math.isfinite(a["val_loss"])
+    assert a.val_loss == b.val_loss and a.loss_curve == b.loss_curve
+    assert a.steps == 6 and a.tokens == settings.n_tokens
+    assert a.n_parameters == count_parameters(config)
+    assert a.loss_curve[0][0] == 1 and math.isfinite(a.val_loss)
     partial = controlled.train_and_evaluate(config, settings, data, steps=1)
-    assert partial["steps"] == 1 and partial["loss_curve"][0] == a["loss_curve"][0]
+    assert partial.steps == 1 and partial.loss_curve[0] == a.loss_curve[0]
 
 
 def test_compare_same_seed_same_data_order(tiny):
@@ -50,11 +50,11 @@ def test_compare_same_seed_same_data_order(tiny):
     assert set(out) == {"gpt3", "llama"} and out["llama"]["lr"] == 5e-3
     for row in out.values():
         assert list(row["val_loss"]) == ["0", "1"] and row["summary"]["n"] == 2
-    rerun = controlled.train_and_evaluate(config, dataclasses.replace(settings, seed=1), data)
-    assert rerun["val_loss"] == out["gpt3"]["val_loss"]["1"]
+    rerun = controlled.train_and_evaluate(config, settings.with_train(seed=1), data)
+    assert rerun.val_loss == out["gpt3"]["val_loss"]["1"]
     params = controlled.run_parameters(configs, settings, [0, 1], lr={"llama": 5e-3})
     assert controlled.config_from_parameters(params, "llama") == configs["llama"]
-    assert controlled.settings_from_parameters(params) == settings
+    assert SweepSettings.from_dict(params["settings"]) == settings
     live = controlled.live_rerun(params, names=["llama"], seed=1, data=data)
     stored = {"val_loss": {name: row["val_loss"] for name, row in out.items()}}
     assert record.reproduces(stored, live, tol=0.0)
@@ -147,15 +147,15 @@ def test_stored_configs_are_what_they_claim(stored):
 
 def test_stored_parameters_recreate_the_smallest_case(stored):
     params = stored["parameters"]["comparison"]
-    settings = controlled.settings_from_parameters(params)
+    settings = SweepSettings.from_dict(params["settings"])
     data = char_data(val_fraction=settings.val_fraction)
     assert data.description["sha256"] == stored["parameters"]["data"]["sha256"]
     seed = str(params["seeds"][0])
     for name in ("gpt3", "llama"):
         run = controlled.train_and_evaluate(
             controlled.config_from_parameters(params, name),
-            dataclasses.replace(settings, seed=int(seed), lr=params["lr"][name]), data,
+            settings.with_train(seed=int(seed), lr=params["lr"][name]), data,
             steps=controlled.LOSS_CURVE_EVERY)
         curve = dict(map(tuple, stored["results"]["comparison"]["loss_curves"][name][seed]))
-        for step, loss in run["loss_curve"]:
+        for step, loss in run.loss_curve:
             assert loss == pytest.approx(curve[step], abs=2e-3), (name, step)

@@ -1,11 +1,16 @@
 """Every grader passes on the reference solution and fails on the stub and on known wrong answers.
 
-A grader that cannot fail is a defect, so this is part of CI.
+A grader that cannot fail is a defect, so this is part of CI. These tests read the project's
+stubs (exercises/<chapter>.py) and never a student's workspace: every test here runs with
+$MINIGPT_WORKSPACE set to an empty folder (tests/test_workspace.py proves that a solved
+workspace leaves them green).
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +22,13 @@ from exercises.catalog import CHAPTERS, Chapters, Exercise, UnknownChapterError,
 from exercises.grade import grade_one
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_student_workspace(tmp_path_factory, monkeypatch) -> None:
+    """Grade the project's stubs, whatever a student has in workspace/."""
+    monkeypatch.setenv("MINIGPT_WORKSPACE", str(tmp_path_factory.mktemp("empty-workspace")))
+
 ALL = [(c.key, ex) for c in CHAPTERS.values() for ex in c.exercises]
 IDS = [f"{key}:{ex.name}" for key, ex in ALL]
 
@@ -122,10 +134,91 @@ def test_a_broken_grader_fails_only_its_own_chapter(monkeypatch, capsys) -> None
     assert out.strip().endswith("passed, 1 failed")
 
 
+def test_stubs_offer_no_private_helper() -> None:
+    """A stub imports only public names: a private helper may be (part of) the answer."""
+    for c in CHAPTERS.values():
+        tree = ast.parse((ROOT / "exercises" / f"{c.key}.py").read_text())
+        names = [alias.name for node in ast.walk(tree)
+                 if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names]
+        private = [n for n in names if n.rsplit(".", 1)[-1].startswith("_") and n != "__future__"]
+        assert not private, f"{c.key} offers private names: {private}"
+
+
+def test_stub_header_says_to_work_in_the_workspace() -> None:
+    text = (ROOT / "exercises" / "ch06_attention.py").read_text()
+    assert "python -m exercises.start ch06" in text and "do not edit it" in text
+
+
 def test_grade_command_reports_and_exits_with_status() -> None:
-    run = [sys.executable, "-m", "exercises.grade", "ch01"]
+    run = [sys.executable, "-m", "exercises.grade", "ch02"]
     solutions = subprocess.run([*run, "--solutions"], cwd=ROOT, capture_output=True, text=True)
     assert solutions.returncode == 0, solutions.stdout + solutions.stderr
     assert solutions.stdout.strip().endswith("0 failed")
     stubs = subprocess.run(run, cwd=ROOT, capture_output=True, text=True)
     assert stubs.returncode == 1 and "not attempted" in stubs.stdout
+
+
+def _exercise(name: str) -> Exercise:
+    return next(ex for _, ex in ALL if ex.name == name)
+
+
+def test_a_crash_names_the_input_the_exception_and_the_students_line(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.py"
+    mine.write_text("def repeat_kv(x, n_rep):\n    return x[99]\n")
+    fn = grade.load_file(mine).repeat_kv
+    ok, message = grade_one(_exercise("repeat_kv"), fn)
+    assert not ok
+    assert "crashed on repeat_kv(tensor(shape=(1, 2, 1, 1), dtype=torch.float32), 3)" in message
+    assert "IndexError" in message and f"{mine}, line 2: return x[99]" in message
+
+
+def test_nan_is_reported_never_hidden() -> None:
+    import torch
+
+    from exercises.graders.ch06_attention import _close
+
+    want = torch.zeros(4, 64, dtype=torch.float64)
+    got = want.clone()
+    got[:2] = float("nan")  # 128 NaNs where the answer is 0
+    with pytest.raises(AssertionError, match="128 NaN where the expected has no NaN or inf"):
+        _close(got, want, "scores")
+    want[:2] = float("-inf")  # -inf expected and -inf given: equal
+    _close(want.clone(), want, "scores")
+
+
+def test_a_false_docstring_comparison_reports_both_sides() -> None:
+    ok, message = grade_one(_exercise("online_softmax"), lambda x, block: 2 * x.softmax(-1))
+    assert not ok and "the left side is tensor([" in message and "got False" not in message
+
+
+def test_the_student_edition_removes_gated_solutions_and_hides_the_others() -> None:
+    from exercises.edition import strip_solutions, student_config
+
+    md = lambda text: {"cell_type": "markdown", "source": text}  # noqa: E731
+    code = {"cell_type": "code", "source": "show_source(causal_mask)"}
+    cells = [md("````{exercise} X\n````"), md("````{solution-start} ex\n````"), code,
+             md("````{solution-end}\n````"), md("next")]
+    notebook, removed = strip_solutions({"cells": cells})
+    assert removed == 1 and notebook["cells"] == [cells[0], cells[-1]]
+    with pytest.raises(ValueError):
+        strip_solutions({"cells": cells[:3]})
+    mixed = [md("````{exercise} A\n````\n````{solution-start} a\n:class: dropdown\n````"), code,
+             md("```{solution-end}\n```\n\n```{exercise} B\n```\n```{solution-start} b\n```"),
+             code, md("```{solution-end}\n```\n\nGoing further")]
+    notebook, removed = strip_solutions({"cells": mixed})
+    assert removed == 2 and [c["source"] for c in notebook["cells"]] == [
+        "````{exercise} A\n````", "```{exercise} B\n```", "Going further"]
+    config = student_config({"title": "T", "sphinx": {"config": {"numfig": True}}})
+    assert config["sphinx"]["config"] == {"numfig": True, "hide_solutions": True}
+
+
+@pytest.mark.parametrize("key", list(CHAPTERS))
+def test_each_chapter_has_two_to_four_questions_with_collapsed_answers(key: str) -> None:
+    number = int(key[2:4])
+    text = (ROOT / "exercises" / "questions" / f"{key[:4]}.md").read_text()
+    questions = re.findall(r":::\{exercise\} Question (\d+)\.(\d+):.*\n:label: (\S+)", text)
+    answers = re.findall(r":::\{solution\} (\S+)\n:class: dropdown", text)
+    assert 2 <= len(questions) <= 4, key
+    assert [int(c) for c, _, _ in questions] == [number] * len(questions)
+    assert [int(n) for _, n, _ in questions] == list(range(1, len(questions) + 1))
+    assert [label for _, _, label in questions] == answers, "one dropdown answer per question"

@@ -235,13 +235,28 @@ def test_sample_is_reproducible_and_temperature_zero_is_greedy(model, prompts):
 
 
 def test_greedy_and_sample_cache_equals_recompute(model, prompts, eos):
-    # 5 + 30 tokens > n_ctx = 24: past the context both slide a window over the last 24.
+    # 5 + 30 tokens > n_ctx = 24: past the context both keep the newer half and go on.
     for eos_id in (None, eos):
         assert torch.equal(greedy(model, prompts, 30, eos_id=eos_id),
                            greedy(model, prompts, 30, eos_id=eos_id, use_cache=False))
     runs = [sample(model, prompts, 30, temperature=1.5, generator=torch.Generator().manual_seed(1),
                    use_cache=c) for c in (True, False)]
     assert torch.equal(*runs)
+
+
+def test_past_the_context_the_model_reads_the_newer_half(model, prompts) -> None:
+    """Greedy past n_ctx = 24 equals a plain loop that reads out[start:n], where the window
+    start jumps to keep the last 12 tokens whenever the model would read 25."""
+    n_ctx = model.config.n_ctx
+    out, start = prompts.clone(), 0
+    with torch.no_grad():
+        for _ in range(40):
+            if out.shape[1] - start > n_ctx:
+                start = out.shape[1] - n_ctx // 2
+            assert out.shape[1] - start <= n_ctx and (start == 0 or out.shape[1] - start > 11)
+            logits = model(out[:, start:])[0][:, -1]
+            out = torch.cat([out, logits.argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(greedy(model, prompts, 40), out)
 
 
 @pytest.mark.parametrize("early_stopping", [True, "never"])
@@ -251,6 +266,54 @@ def test_beam_search_cache_equals_recompute(model, prompts, eos, early_stopping)
             for c in (True, False)]
     assert torch.equal(runs[0].sequences, runs[1].sequences)
     torch.testing.assert_close(runs[0].scores, runs[1].scores, atol=1e-5, rtol=0)
+
+
+SHAKESPEARE = GPTConfig(n_layer=4, d_model=128, n_heads=4, vocab_size=65, n_ctx=128)
+GQA = GPTConfig(n_layer=2, d_model=32, n_heads=4, n_kv_heads=2, vocab_size=97, n_ctx=24,
+                norm="rmsnorm", mlp="swiglu", positions="rope", bias=False, tie_embeddings=False)
+
+
+@pytest.mark.parametrize("config, t, n", [(SHAKESPEARE, 100, 40), (GQA, 5, 30)],
+                         ids=["shakespeare", "gqa-rope"])
+def test_cache_equals_recompute_token_for_token(config, t, n):
+    """The preallocated cache, the single-query step without a mask and the unchecked
+    decode step give exactly the tokens of full recomputation, past the context included."""
+    torch.manual_seed(1)
+    m = GPT(config).eval()
+    with torch.no_grad():
+        m.transformer.wte.weight.normal_(0.0, 0.3)  # peaked distributions: tokens depend on x
+    idx = torch.randint(0, config.vocab_size, (2, t), generator=torch.Generator().manual_seed(2))
+    assert idx.shape[1] + n > config.n_ctx
+    assert torch.equal(greedy(m, idx, n), greedy(m, idx, n, use_cache=False))
+    runs = [sample(m, idx, n, temperature=0.8, top_k=20, top_p=0.95, use_cache=c,
+                   generator=torch.Generator().manual_seed(3)) for c in (True, False)]
+    assert torch.equal(*runs)
+
+
+def test_decode_step_is_forward_without_the_checks(model, prompts):
+    with torch.inference_mode():
+        caches, ref = model.make_caches(), model.make_caches()
+        model(prompts, caches=caches)
+        model(prompts, caches=ref)
+        nxt = prompts[:, :1]
+        assert torch.equal(model.decode_step(nxt, caches), model(nxt, caches=ref)[0][:, -1])
+        model.decode_step(torch.zeros(3, SMALL.n_ctx - 6, dtype=torch.long), caches)
+        with pytest.raises(ValueError, match=r"sequence length 25 exceeds the model's context "
+                                             r"of 24 \(24 cached \+ 1 new tokens\)"):
+            model.decode_step(nxt, caches)
+
+
+def test_generated_ids_are_ordinary_tensors(model, prompts):
+    """Decoding runs in inference mode, but what it returns can train a model."""
+    out = greedy(model, prompts, 3)
+    beams = beam_search(model, prompts, 3, num_beams=2)
+    assert not out.is_inference() and not beams.sequences.is_inference()
+    model.train()
+    try:
+        model(out[:, :-1], out[:, 1:])[1].backward()
+    finally:
+        model.eval()
+        model.zero_grad(set_to_none=True)
 
 
 def test_beam_width_one_is_greedy(model, prompts):

@@ -165,3 +165,14 @@ def test_sharded_batcher_resumes_exactly_and_trains(tmp_path):
                       TrainConfig(max_steps=2, batch_size=4, lr=1e-3))
     assert len(trainer.train()) == 2
     assert isinstance(TokenBatcher(torch.arange(40), 8), object)  # the in-memory sibling
+
+
+def test_the_chapter_tables_render_a_results_file(dry_run):
+    from minigpt import gpu
+
+    table = gpu.throughput_table(dry_run["throughput"]).splitlines()
+    assert table[0].startswith("FLOPs per token") and len(table) == 2 + 4
+    assert any(line.startswith("triton") for line in table)
+    assert "flex band" in gpu.attention_table(dry_run["attention"])
+    corpus = gpu.corpus_table(dry_run["corpus"]).splitlines()
+    assert corpus[1].startswith("1x") and "-gram" in corpus[-1]

@@ -229,11 +229,12 @@ def test_reproduces():
 
 
 def test_live_summary_averages_every_cell():
-    record = {"loss": 1.25, "accuracy": {"with": {"a": {"0": 0.0, "1": 1.0}},
-                                         "without": {"b": {"0": 0.5}}}}
-    assert icl.live_summary(record) == {"loss": 1.25, "mean_accuracy": 0.5}
+    live = icl.LiveSlice.from_dict({"step": 3, "loss": 1.25, "accuracy": {
+        "with": {"a": {"0": 0.0, "1": 1.0}}, "without": {"b": {"0": 0.5}}}})
+    assert icl.live_summary(live) == {"loss": 1.25, "mean_accuracy": 0.5}
+    assert icl.LiveSlice.from_dict(live.to_dict()) == live
     with pytest.raises(ValueError, match="no accuracies"):
-        icl.live_summary({"loss": 1.0, "accuracy": {}})
+        icl.live_summary(icl.LiveSlice(3, 1.0, {}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,8 +295,9 @@ def test_stored_second_run_matches_the_first_in_shape(stored):
                                                                           "accuracy"}
     # what chapter 10 checks on any CPU: the live slice's loss and mean accuracy agree
     name = icl.smallest_size(stored["parameters"])
-    assert record.reproduces(icl.live_summary(first[name]["live"]),
-                          icl.live_summary(second[name]["live"]), tol=0.03)
+    assert record.reproduces(icl.live_summary(icl.LiveSlice.from_dict(first[name]["live"])),
+                             icl.live_summary(icl.LiveSlice.from_dict(second[name]["live"])),
+                             tol=0.03)
 
 
 def test_stored_parameters_recreate_the_smallest_run(stored):

@@ -330,3 +330,23 @@ def test_other_bad_inputs():
         model(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="GPT needs a GPTConfig"):
         GPT({"n_layer": 2})
+
+
+def test_block_forward_is_the_blocks_forward_pass_unchanged():
+    """Block.forward delegates to block_forward, which is the pre-LN formula, with a cache too."""
+    from minigpt.model import block_forward
+
+    for config in (SMALL, LLAMA):
+        torch.manual_seed(0)
+        model = GPT(config).eval()
+        block = model.transformer.h[1]
+        x = torch.randn(2, 7, config.d_model)
+        want = x + block.attn(block.ln_1(x))
+        want = want + block.mlp(block.ln_2(want))
+        assert torch.equal(block(x), want)
+        assert torch.equal(block_forward(block, x), want)
+        caches = model.make_caches()
+        first = block_forward(block, x[:, :5], caches[1])
+        last = block_forward(block, x[:, 5:], caches[1])
+        assert len(caches[1]) == 7
+        torch.testing.assert_close(torch.cat([first, last], 1), want, atol=1e-5, rtol=1e-5)

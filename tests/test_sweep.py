@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -18,6 +19,7 @@ from minigpt.lab.record import round_floats
 from minigpt.lab.sweep import (
     CURVE_COLUMNS,
     ModelSize,
+    SweepPoint,
     SweepSettings,
     char_data,
     compute_frontier,
@@ -32,12 +34,14 @@ from minigpt.lab.sweep import (
     train_point,
 )
 from minigpt.scaling import fit_power_law, flops_per_token, training_flops
+from minigpt.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_FILE = result_path("scaling_law")
 TINY = ModelSize(n_layer=1, n_heads=2, d_model=8)
-TINY_SETTINGS = SweepSettings(block_size=16, batch_size=4, n_tokens=64 * 24, warmup_tokens=64,
-                              n_evals=4, val_sequences=8)
+TINY_SETTINGS = SweepSettings(train=TrainConfig(seq_len=16, batch_size=4, warmup_tokens=64,
+                                                lr=1e-2),
+                              n_tokens=64 * 24, n_evals=4, val_sequences=8)
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +59,8 @@ def stored():
     return load_results(DATA_FILE)
 
 
-def _without_time(point: dict) -> dict:
-    return {k: v for k, v in point.items() if k != "wall_seconds"}
+def _without_time(point: SweepPoint) -> SweepPoint:
+    return dataclasses.replace(point, wall_seconds=0.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,31 +75,31 @@ def test_training_is_deterministic(small_data, tiny_point):
 
 def test_point_contents(tiny_point):
     steps = eval_schedule(TINY_SETTINGS.max_steps, TINY_SETTINGS.n_evals)
-    assert [row[0] for row in tiny_point["curve"]] == [s * 64 for s in steps]
-    assert all(len(row) == len(CURVE_COLUMNS) for row in tiny_point["curve"])
-    assert tiny_point["final_val_loss"] == tiny_point["curve"][-1][2]
-    assert tiny_point["tokens"] == TINY_SETTINGS.n_tokens and tiny_point["complete"]
+    assert [row[0] for row in tiny_point.curve] == [s * 64 for s in steps]
+    assert all(len(row) == len(CURVE_COLUMNS) for row in tiny_point.curve)
+    assert tiny_point.final_val_loss == tiny_point.curve[-1][2]
+    assert tiny_point.tokens == TINY_SETTINGS.n_tokens and tiny_point.complete
     # It learned something: below the uniform guess over the vocabulary.
-    assert tiny_point["final_val_loss"] < math.log(80)
+    assert tiny_point.final_val_loss < math.log(80)
     assert torch.get_num_threads() == 1  # the thread count is restored (conftest sets 1)
 
 
 def test_stop_after_gives_the_start_of_the_curve(small_data, tiny_point):
     part = train_point(TINY, TINY_SETTINGS, small_data, stop_after=2)
-    assert part["curve"] == tiny_point["curve"][:2] and not part["complete"]
+    assert part.curve == tiny_point.curve[:2] and not part.complete
     assert reproduces(tiny_point, part)
 
 
 def test_flops_accounting_matches_minigpt_scaling(small_data, tiny_point):
     cfg = model_config(TINY, TINY_SETTINGS, len(small_data.vocab))
     n, (L, T, d) = count_parameters(cfg, non_embedding=True), (1, 16, 8)
-    assert tiny_point["params_non_embedding"] == n == L * (12 * d * d + 13 * d) + 2 * d
-    assert tiny_point["params"] == count_parameters(cfg)
-    assert tiny_point["flops_per_token"] == flops_per_token(cfg) == 6 * n + 6 * L * T * d
-    assert tiny_point["compute"] == training_flops(cfg, TINY_SETTINGS.n_tokens, attention=True,
+    assert tiny_point.params_non_embedding == n == L * (12 * d * d + 13 * d) + 2 * d
+    assert tiny_point.params == count_parameters(cfg)
+    assert tiny_point.flops_per_token == flops_per_token(cfg) == 6 * n + 6 * L * T * d
+    assert tiny_point.compute == training_flops(cfg, TINY_SETTINGS.n_tokens, attention=True,
                                                    params="non_embedding")
-    for tokens, compute, _ in tiny_point["curve"]:
-        assert compute == tokens * tiny_point["flops_per_token"]
+    for tokens, compute, _ in tiny_point.curve:
+        assert compute == tokens * tiny_point.flops_per_token
 
 
 def test_held_out_set_is_fixed_and_spread(small_data):
@@ -121,7 +125,7 @@ def test_json_round_trip(tmp_path, small_data, tiny_point):
     path = tmp_path / "sub" / "sweep.json"
     save_results(path, [tiny_point], params)
     loaded = load_results(path)
-    assert loaded["points"] == [round_floats(tiny_point)]
+    assert loaded["points"] == [SweepPoint.from_dict(round_floats(tiny_point.to_dict()))]
     assert loaded["parameters"] == round_floats(params)
     assert settings_from_parameters(loaded["parameters"]) == ([TINY], TINY_SETTINGS)
     assert reproduces(loaded["points"][0], tiny_point, tol=1e-5)
@@ -134,12 +138,17 @@ def test_round_floats():
     assert round_floats({"n": 7, "s": "x", "f": math.inf}) == {"n": 7, "s": "x", "f": math.inf}
 
 
+#: A stored point to compare against (the numbers of a 10-parameter model, made up).
+TINY_POINT = SweepPoint("L1-H1-D8", 1, 1, 8, 100, 10, 60.0, 2, 128, 1280.0,
+                        [[64, 640.0, 3.0], [128, 1280.0, 2.5]], 2.5, True, 1.0)
+
+
 def test_reproduces():
-    a = {"params_non_embedding": 10, "curve": [[64, 640.0, 3.0], [128, 1280.0, 2.5]]}
+    a = TINY_POINT
     assert reproduces(a, a, tol=0)
-    assert not reproduces(a, {**a, "curve": [[64, 640.0, 3.02], [128, 1280.0, 2.5]]})
-    assert not reproduces(a, {**a, "params_non_embedding": 11})
-    assert not reproduces(a, {**a, "curve": [[32, 320.0, 3.0]]})  # another schedule
+    assert not reproduces(a, dataclasses.replace(a, curve=[[64, 640.0, 3.02], [128, 1280.0, 2.5]]))
+    assert not reproduces(a, dataclasses.replace(a, params_non_embedding=11))
+    assert not reproduces(a, dataclasses.replace(a, curve=[[32, 320.0, 3.0]]))  # another schedule
 
 
 def test_stored_file_recreates_its_configurations(stored):
@@ -151,16 +160,16 @@ def test_stored_file_recreates_its_configurations(stored):
     by_n = sorted(sizes, key=lambda s: count_parameters(model_config(s, settings, 80), True))
     for size, point in zip(by_n, stored["points"], strict=True):
         cfg = model_config(size, settings, len(data.vocab))
-        assert point["name"] == size.name
-        assert point["params_non_embedding"] == count_parameters(cfg, non_embedding=True)
-        assert point["params"] == count_parameters(cfg)
-        assert point["flops_per_token"] == pytest.approx(flops_per_token(cfg), rel=1e-5)
-        assert point["tokens"] == settings.n_tokens and point["complete"]
+        assert point.name == size.name
+        assert point.params_non_embedding == count_parameters(cfg, non_embedding=True)
+        assert point.params == count_parameters(cfg)
+        assert point.flops_per_token == pytest.approx(flops_per_token(cfg), rel=1e-5)
+        assert point.tokens == settings.n_tokens and point.complete
         steps = eval_schedule(settings.max_steps, settings.n_evals)
-        assert [row[0] for row in point["curve"]] == [s * settings.tokens_per_step
+        assert [row[0] for row in point.curve] == [s * settings.tokens_per_step
                                                       for s in steps]
     smallest = stored["points"][0]
-    assert smallest["wall_seconds"] < 15  # the notebook re-trains it live
+    assert smallest.wall_seconds < 15  # the notebook re-trains it live
 
 
 def test_script_matches_stored_file(stored):
@@ -173,8 +182,8 @@ def test_script_matches_stored_file(stored):
 
 def test_stored_points_follow_a_power_law(stored):
     points = stored["points"]
-    n = np.array([p["params_non_embedding"] for p in points])
-    loss = np.array([p["final_val_loss"] for p in points])
+    n = np.array([p.params_non_embedding for p in points])
+    loss = np.array([p.final_val_loss for p in points])
     assert len(points) >= 5 and n[-1] / n[0] >= 30
     assert np.all(np.diff(loss) < 0)  # strictly better with size
     fit = fit_power_law(n, loss)
@@ -193,8 +202,8 @@ def test_stored_points_follow_a_power_law(stored):
         (lambda: ModelSize(2, 3, 32), "divisible by n_heads"),
         (lambda: ModelSize(0, 1, 8), "n_layer must be a positive integer"),
         (lambda: SweepSettings(n_tokens=1000), "multiple of batch_size"),
-        (lambda: SweepSettings(warmup_tokens=10**9), "warmup_tokens"),
-        (lambda: SweepSettings(lr=0.0), "lr must be > 0"),
+        (lambda: SweepSettings().with_train(warmup_tokens=10**9), "warmup_tokens"),
+        (lambda: SweepSettings().with_train(seq_len=None), "seq_len must be set"),
         (lambda: SweepSettings(val_fraction=1.0), "val_fraction"),
         (lambda: held_out_set(torch.arange(5), 2, 8), "at least seq_len"),
         (lambda: train_point(TINY, TINY_SETTINGS, data="text"), "CharData"),
@@ -202,8 +211,9 @@ def test_stored_points_follow_a_power_law(stored):
          "stop_after"),
         (lambda: settings_from_parameters({}), "not the parameters of a sweep"),
         (lambda: load_results("no/such/file.json"), "no results file"),
-        (lambda: reproduces({}, {}, tol=-1), "tol must be >= 0"),
-        (lambda: compute_frontier([{"curve": []}]), "non-empty curves"),
+        (lambda: reproduces(TINY_POINT, TINY_POINT, tol=-1), "tol must be >= 0"),
+        (lambda: compute_frontier([dataclasses.replace(TINY_POINT, curve=[])]),
+         "non-empty curves"),
         (lambda: char_data(""), "non-empty string"),
     ],
 )

@@ -46,7 +46,7 @@ def test_char_windows_rejects_bad_input() -> None:
 @pytest.mark.parametrize("activation", ["gelu_tanh", "relu", "swiglu", "geglu"])
 @pytest.mark.parametrize("norm_position", ["pre", "post"])
 def test_tiny_lm_shapes(activation: str, norm_position: str) -> None:
-    model = TinyLM(30, context=6, n_layers=3, activation=activation, norm_position=norm_position)
+    model = TinyLM(30, n_ctx=6, n_layer=3, activation=activation, norm_position=norm_position)
     logits = model(torch.randint(30, (5, 6)))
     assert logits.shape == (5, 30)
     assert [t.shape for t in model.ffn_inputs(torch.randint(30, (5, 6)))] == [(5, 48)] * 3
@@ -63,13 +63,13 @@ def test_gelu_and_swiglu_models_are_parameter_matched() -> None:
 
 def test_parameter_count_by_hand() -> None:
     v, k, e, d, h = 10, 3, 4, 8, 32
-    model = TinyLM(v, context=k, d_embed=e, d_model=d, n_layers=1, d_hidden=h)
+    model = TinyLM(v, n_ctx=k, d_embed=e, d_model=d, n_layer=1, d_hidden=h)
     ffn = d * h + h + h * d + d
     want = v * e + (k * e * d + d) + ffn + 2 * d + 2 * d + (d * v + v)  # block LN + final LN
     assert count_model_parameters(model) == want
-    no_bias = TinyLM(v, context=k, d_embed=e, d_model=d, n_layers=1, d_hidden=h, bias=False)
+    no_bias = TinyLM(v, n_ctx=k, d_embed=e, d_model=d, n_layer=1, d_hidden=h, bias=False)
     assert count_model_parameters(no_bias) == v * e + k * e * d + 2 * d * h + d + d + d * v
-    rms = TinyLM(v, context=k, d_embed=e, d_model=d, n_layers=1, d_hidden=h, norm="rmsnorm")
+    rms = TinyLM(v, n_ctx=k, d_embed=e, d_model=d, n_layer=1, d_hidden=h, norm="rmsnorm")
     assert count_model_parameters(rms) == want - 2 * d  # RMSNorm has no bias
 
 
@@ -154,7 +154,7 @@ def test_training_is_deterministic_and_lowers_the_loss() -> None:
 
     def run() -> list[float]:
         torch.manual_seed(1)
-        model = TinyLM(v, context=4, d_model=16, n_layers=1)
+        model = TinyLM(v, n_ctx=4, d_model=16, n_layer=1)
         return train_steps(model, x, y, steps=60, batch_size=32, lr=1e-2, seed=1)
 
     first, second = run(), run()
@@ -165,7 +165,7 @@ def test_training_is_deterministic_and_lowers_the_loss() -> None:
 def test_divergence_is_reported_as_nan() -> None:
     x, y, v = _data()
     torch.manual_seed(0)
-    model = TinyLM(v, context=4, d_model=16, n_layers=1)
+    model = TinyLM(v, n_ctx=4, d_model=16, n_layer=1)
     with torch.no_grad():
         model.head.weight.fill_(math.inf)
     losses = train_steps(model, x, y, steps=5, batch_size=8)
@@ -175,11 +175,11 @@ def test_divergence_is_reported_as_nan() -> None:
 def test_run_seeds_and_evaluate() -> None:
     x, y, v = _data()
     runs = run_seeds(
-        lambda: TinyLM(v, context=4, d_model=16, n_layers=1), (x, y), (x, y), [0, 1], steps=5
+        lambda: TinyLM(v, n_ctx=4, d_model=16, n_layer=1), (x, y), (x, y), [0, 1], steps=5
     )
     assert [r.seed for r in runs] == [0, 1] and runs[0].losses != runs[1].losses
     torch.manual_seed(0)
-    model = TinyLM(v, context=4, d_model=16, n_layers=1)
+    model = TinyLM(v, n_ctx=4, d_model=16, n_layer=1)
     with torch.no_grad():
         want = float(F.cross_entropy(model(x), y))
     assert evaluate(model, x, y, batch_size=7) == pytest.approx(want, rel=1e-5)
@@ -194,7 +194,7 @@ def test_tiny_transformer_attention_maps_are_causal_distributions() -> None:
 
     torch.manual_seed(0)
     for positions in ("learned", "sinusoidal", "rope", "alibi", "none"):
-        model = TinyTransformer(11, max_len=12, d_model=16, n_heads=2, n_layers=2,
+        model = TinyTransformer(11, n_ctx=12, d_model=16, n_heads=2, n_layer=2,
                                 positions=positions, d_hidden=32 if positions == "rope" else 0)
         idx = torch.randint(11, (2, 9))
         assert model(idx).shape == (2, 9, 11)
@@ -210,7 +210,7 @@ def test_tiny_transformer_maps_reproduce_the_attention_output() -> None:
     from minigpt.lab.tiny import TinyTransformer
 
     torch.manual_seed(1)
-    model = TinyTransformer(7, max_len=8, d_model=16, n_heads=4, n_layers=1, windows=[3])
+    model = TinyTransformer(7, n_ctx=8, d_model=16, n_heads=4, n_layer=1, windows=[3])
     idx = torch.randint(7, (2, 8))
     block = model.blocks[0]
     x = model._input(idx)
@@ -224,7 +224,7 @@ def test_tiny_transformer_maps_reproduce_the_attention_output() -> None:
 def test_tiny_transformer_learned_positions_stop_at_max_len() -> None:
     from minigpt.lab.tiny import TinyTransformer
 
-    model = TinyTransformer(5, max_len=4, d_model=8, n_heads=2, n_layers=1)
+    model = TinyTransformer(5, n_ctx=4, d_model=8, n_heads=2, n_layer=1)
     with pytest.raises(ValueError, match="do not fit in the position table"):
         model(torch.zeros(1, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="allowed"):
@@ -251,7 +251,7 @@ def test_sequence_tasks_and_training_learn_the_copy() -> None:
     with pytest.raises(ValueError, match="lag"):
         lag_batch(2, 6, 10, 6, gen)
     torch.manual_seed(0)
-    model = TinyTransformer(8, max_len=16, d_model=32, n_heads=2, n_layers=1)
+    model = TinyTransformer(8, n_ctx=16, d_model=32, n_heads=2, n_layer=1)
     losses = train_sequence_steps(model, partial(lag_batch, 32, 16, 8, 2), steps=150, lr=3e-3)
     assert losses[-1] < 0.2 * losses[0]
     assert sequence_accuracy(model, *lag_batch(64, 16, 8, 2, gen)) > 0.9

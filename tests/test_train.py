@@ -194,3 +194,68 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
     assert resumed.train() == history  # a stopped run stays stopped
     with pytest.raises(ValueError, match="eval_interval"):
         TrainConfig(early_stopping_patience=3)
+
+
+def _manual_step(model, optimizer, x, y, grad_clip, scheduler):
+    model.train()
+    optimizer.zero_grad()
+    _, loss = model(x, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
+def test_train_step_equals_a_manual_step():
+    from minigpt.model import configure_optimizer
+    from minigpt.train import train_step
+
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = GPT(CONFIG)
+        opt = configure_optimizer(model, lr=1e-2)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / 3)
+        models.append((model, opt, sched))
+    batcher = TokenBatcher(_stream(), CONFIG.n_ctx, seed=0)
+    for step in range(3):
+        x, y = batcher.next_batch(4)
+        torch.manual_seed(step)  # the same dropout masks for both
+        got = train_step(*models[0][:2], x, y, grad_clip=0.5, scheduler=models[0][2])
+        torch.manual_seed(step)
+        want = _manual_step(*models[1][:2], x, y, 0.5, models[1][2])
+        assert got == pytest.approx(want, rel=1e-6)
+    for a, b in zip(models[0][0].parameters(), models[1][0].parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    assert models[0][1].param_groups[0]["lr"] == models[1][1].param_groups[0]["lr"]
+    with pytest.raises(ValueError, match="grad_clip"):
+        train_step(*models[0][:2], x, y, grad_clip=0)
+
+
+def test_train_step_is_the_trainers_update_with_one_micro_batch():
+    from minigpt.model import optimizer_groups
+    from minigpt.train import train_step
+
+    config = _train_config(max_steps=3, micro_batch_size=None, batch_ramp_tokens=0,
+                           start_batch_size=None, warmup_tokens=0, eval_interval=0)
+    torch.manual_seed(0)
+    trainer = Trainer(GPT(CONFIG), _stream(), config)
+    torch.manual_seed(0)
+    model = GPT(CONFIG)
+    model.load_state_dict(trainer.model.state_dict())
+    optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.lr,
+                                  betas=config.betas, eps=config.eps)
+    batcher = TokenBatcher(_stream(), CONFIG.n_ctx, seed=config.seed)
+    for _ in range(3):
+        lr = trainer.lr_at(trainer.tokens_seen)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(trainer.step)
+        record = trainer.train_step()
+        x, y = batcher.next_batch(config.batch_size)
+        torch.manual_seed(trainer.step - 1)
+        loss = train_step(model, optimizer, x, y, grad_clip=config.grad_clip)
+        assert loss == pytest.approx(record["loss"], rel=1e-6)
+    for a, b in zip(trainer.model.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -91,7 +91,7 @@ MEASURE_JS = r"""
   };
   const sticking = [], scrolling = [], empty = [], kernelWidgets = [];
   const blocks = document.querySelectorAll(
-    "article .cell_output, article .output, mjx-container[display='true']");
+    "article .cell_output, mjx-container[display='true']");
   for (const el of blocks) {
     const r = el.getBoundingClientRect();
     if (r.width === 0 && r.height === 0 && !el.matches(".cell_output")) continue;

@@ -5,7 +5,8 @@
 
 Nothing is downloaded: the corpus is ``data/shakespeare.txt.xz`` in this repository (the book's
 Shakespeare, exactly :func:`minigpt.data.load_shakespeare`'s text, 1.5 MB compressed), and
-minigpt is imported from this checkout. Four sections, each with a time limit, in this order:
+minigpt is imported from this checkout. Four sections, each with a time limit within an overall
+budget (``--budget-s``, 480 s), in this order:
 
 1. **tests**: the GPU-only tests (``tests/test_flash.py``, ``tests/test_gpu.py``,
    ``tests/test_flex.py``: the Triton kernel, FlexAttention's compiled kernel, mixed precision,
@@ -13,17 +14,18 @@ minigpt is imported from this checkout. Four sections, each with a time limit, i
 2. **attention**: dense and banded attention at long contexts, SDPA with an explicit band mask
    against FlexAttention's block masks (and ``flash-attn``'s sliding window where installed),
    forward and backward (:func:`benchmarks.attention.banded_rows`);
-3. **throughput**: GPT-3 Small (125M, context 2048, alternating dense and banded layers) in bf16
+3. **corpus**: the best model the book can train on its own corpus: a BPE of 4096 tokens, a model
+   sized by :func:`minigpt.gpu.plan_for_data` (16 epochs, dropout 0.1) and two larger ones
+   (4x and 16x the parameters, to test the rule), each within its share of the budget; held-out
+   bits per character, loss curves, samples, and a character 5-gram (Kneser-Ney) on the same
+   split for comparison;
+4. **throughput**: GPT-3 Small (125M, context 2048, alternating dense and banded layers) in bf16
    (fp16 with a gradient scaler on GPUs without bf16), for each attention backend (naive, SDPA,
    FlexAttention, Triton) with and without ``torch.compile``, on **random tokens** (a speed
    measurement needs no meaningful data): tokens/s and MFU by Kaplan's count (with PaLM's
    beside it, and the banded count). The micro-batch comes from the free memory. The most
-   useful combinations go first, so a short budget drops the least useful ones;
-4. **corpus**: the best model the book can train on its own corpus: a BPE of 4096 tokens, a model
-   sized by :func:`minigpt.gpu.plan_for_data` (16 epochs, dropout 0.1) and two larger ones
-   (4x and 16x the parameters, to test the rule), each within its share of the budget; held-out
-   bits per character, loss curves, samples, and a character 5-gram (Kneser-Ney) on the same
-   split for comparison.
+   useful combinations go first, so a short budget drops the least useful ones; it runs last
+   and gets what the budget has left.
 
 Everything goes to one JSON file written by :func:`minigpt.lab.record.save` (device, versions,
 date, every figure, samples, curves); chapter 12 renders it when present. ``--dry-run`` runs the
@@ -61,8 +63,10 @@ from minigpt.lab import record  # noqa: E402
 CORPUS = ROOT / "data" / "shakespeare.txt.xz"
 #: sha256 of the decompressed corpus: the text of minigpt.data.load_shakespeare().
 CORPUS_SHA256 = "366549425faf1375ce088dca7075b69692356a5c1a97a0de88e183d5f68189a7"
-#: seconds per section on a GPU (the whole run: about 8 minutes with start-up).
-LIMITS = {"tests": 100, "attention": 50, "throughput": 170, "corpus": 150}
+#: seconds per section on a GPU, in the order they run; the last one gets what is left of
+#: the overall budget (480 s: about 8 minutes with start-up).
+LIMITS = {"tests": 120, "attention": 60, "corpus": 130, "throughput": 240}
+BUDGET_S = 480.0
 MFU_TARGET = 0.5
 
 
@@ -137,14 +141,22 @@ def run_tests(limit_s: float) -> dict[str, Any]:
 # 2. Attention at long contexts
 
 
-def attention_section(device: str, dry_run: bool) -> dict[str, Any]:
-    """Dense and banded attention by SDPA and FlexAttention (see benchmarks/attention.py)."""
+def attention_section(device: str, dry_run: bool, limit_s: float) -> dict[str, Any]:
+    """Dense and banded attention by SDPA and FlexAttention (see benchmarks/attention.py);
+    each context length compiles FlexAttention's kernels again, so lengths stop at the limit."""
     bench = _load("attention")
     if dry_run:
         t_values, kw = [128], dict(heads=2, d_head=16, window=32, dtype=torch.float32)
     else:
-        t_values, kw = [2048, 4096, 8192, 16384], dict(heads=12, d_head=64, window=256)
-    rows = bench.banded_rows(t_values, device=device, **kw)
+        t_values, kw = [4096, 16384, 8192], dict(heads=12, d_head=64, window=256)
+    deadline = time.perf_counter() + limit_s
+    rows = []
+    for t in t_values:
+        if rows and time.perf_counter() > deadline - 20:
+            rows.append({"t": t, "variant": "all", "ms": None, "mib": None, "tflops": None,
+                         "error": "skipped: time limit"})
+            continue
+        rows += bench.banded_rows([t], device=device, **kw)
     return {"shape": {"batch": 1, **{k: v for k, v in kw.items() if k != "dtype"}},
             "dtype": str(kw.get("dtype", torch.bfloat16)).removeprefix("torch."),
             "backward": device == "cuda", "rows": rows}
@@ -178,7 +190,7 @@ def throughput_section(device: str, dry_run: bool, limit_s: float) -> dict[str, 
     rows = []
     for backend, comp in throughput_combos(dry_run):
         left = deadline - time.perf_counter()
-        needed = 60 if comp else 15  # compilation, or warm-up, plus the timed steps
+        needed = 90 if comp else 15  # compilation, or warm-up, plus the timed steps
         row: dict[str, Any] = {"backend": backend, "compile": comp}
         if not dry_run and left < needed:
             rows.append({**row, "skipped": f"time budget ({left:.0f} s left)"})
@@ -368,8 +380,8 @@ def main(argv: list[str] | None = None) -> Path:
                         help="results file (default: minigpt/lab/results/gpu_run.json; a "
                              "temporary file with --dry-run)")
     parser.add_argument("--sections", nargs="+", default=list(LIMITS), choices=list(LIMITS))
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every section's time limit")
+    parser.add_argument("--budget-s", type=float, default=BUDGET_S,
+                        help="overall time budget of the sections, in seconds")
     args = parser.parse_args(argv)
 
     device = "cpu" if args.dry_run else precision.get_device()
@@ -384,20 +396,22 @@ def main(argv: list[str] | None = None) -> Path:
     document: dict[str, Any] = {
         "parameters": {"command": "python tools/gpu_run.py" + (" --dry-run" if args.dry_run
                                                               else ""),
-                       "sections": args.sections, "limits_s": LIMITS, "scale": args.scale},
+                       "sections": args.sections, "limits_s": LIMITS,
+                       "budget_s": args.budget_s},
         "environment": environment(device, args.dry_run),
     }
     print(f"gpu_run: {document['environment']['device']}, {document['environment']['peak']}, "
           f"torch {torch.__version__}", flush=True)
     sections = {"tests": lambda s: {"skipped": "dry run (CI runs these files itself)"}
                 if args.dry_run else run_tests(s),
-                "attention": lambda s: attention_section(device, args.dry_run),
+                "attention": lambda s: attention_section(device, args.dry_run, s),
                 "throughput": lambda s: throughput_section(device, args.dry_run, s),
                 "corpus": lambda s: corpus_section(device, args.dry_run, s)}
-    for name in args.sections:
+    end = start + args.budget_s
+    for name in [n for n in LIMITS if n in args.sections]:
         t0 = time.perf_counter()
         try:
-            document[name] = sections[name](LIMITS[name] * args.scale)
+            document[name] = sections[name](max(10.0, min(LIMITS[name], end - t0)))
         except Exception as err:  # a broken section must not lose the others' figures
             document[name] = {"error": _short_error(err)}
         document[name + "_seconds"] = time.perf_counter() - t0

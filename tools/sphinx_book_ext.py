@@ -3,8 +3,9 @@
 - ``bibtex_default_style: authoryear``: a pybtex style whose bibliography labels are the same
   author-year text that ``bibtex_reference_style: author_year`` prints in the chapters
   ("Brown et al., 2020"), sorted by author and year.
-- Back-links: every bibliography entry ends with "Cited in:" and a link to each place that
-  cites it (sphinxcontrib-bibtex links back only within the bibliography's own page).
+- Back-links: every bibliography entry ends with "Cited in:" and a link to the first citation
+  in each page that cites it (sphinxcontrib-bibtex links back only within the bibliography's
+  own page).
 - Every page loads sphinx-thebe's configuration script once (sphinx-thebe 0.3.1 adds it twice,
   so that every page logged "Identifier 'THEBE_JS_URL' has already been declared"), and not at
   all while the thebe launch button is off: the book launches on Colab, and thebe would fetch
@@ -80,17 +81,23 @@ class CitedIn(SphinxPostTransform):
             first: dict[str, str] = {}
             for docname, ref_id in refs[key]:
                 first.setdefault(docname, ref_id)
-            para = nodes.paragraph(classes=["cited-in"])
-            para += nodes.Text("Cited in: ")
+            span = nodes.inline(classes=["cited-in"])
+            span += nodes.Text("Cited in: ")
             docs = sorted(first, key=lambda d: (not d.startswith("chapters/"), d))
             for i, docname in enumerate(docs):
                 if i:
-                    para += nodes.Text(", ")
+                    span += nodes.Text(", ")
                 uri = self.app.builder.get_relative_uri(self.env.docname, docname)
-                para += nodes.reference("", self._title(docname),
+                span += nodes.reference("", self._title(docname),
                                         refuri=f"{uri}#{first[docname]}", internal=True)
-            para += nodes.Text(".")
-            citation += para
+            span += nodes.Text(".")
+            # Inside the entry's paragraph, so that it stays in the entry's column.
+            paragraphs = list(citation.findall(nodes.paragraph))
+            if paragraphs:
+                paragraphs[-1] += nodes.Text(" ")
+                paragraphs[-1] += span
+            else:
+                citation += nodes.paragraph("", "", span)
 
     def _title(self, docname: str) -> str:
         title = self.env.titles[docname].astext() if docname in self.env.titles else docname

@@ -15,8 +15,8 @@ import torch
 from exercises.catalog import Exercise
 from exercises.graders.common import expect_value_error
 from minigpt.config import GPTConfig
-from minigpt.model import GPT
-from minigpt.train import sequence_nll
+from minigpt.model import GPT, block_forward, configure_optimizer
+from minigpt.train import sequence_nll, train_step
 
 _HERE = "exercises.graders.ch07_gpt3_model"
 
@@ -24,9 +24,14 @@ _HERE = "exercises.graders.ch07_gpt3_model"
 IMPORTS = (
     "import math",
     "from collections.abc import Iterable, Sequence",
+    "from typing import Any",
     "",
     "import torch",
     "from torch import Tensor, nn",
+    "",
+    "from minigpt.attention import KVCache",
+    "from minigpt.model import Block",
+    "from minigpt.optim import clip_grad_norm_",
 )
 
 EXERCISES = (
@@ -50,6 +55,20 @@ EXERCISES = (
         "minigpt.train:sequence_nll",
         f"{_HERE}:grade_sequence_nll",
         "Score a held-out token stream in windows: total negative log-likelihood and count.",
+    ),
+    Exercise(
+        "7.4",
+        "block_forward",
+        "minigpt.model:block_forward",
+        f"{_HERE}:grade_block_forward",
+        "The forward pass of a pre-LN transformer block: two sub-layers with residuals.",
+    ),
+    Exercise(
+        "7.5",
+        "train_step",
+        "minigpt.train:train_step",
+        f"{_HERE}:grade_train_step",
+        "One training step: zero, forward, backward, clip, update, schedule.",
     ),
 )
 
@@ -155,6 +174,127 @@ def grade_sequence_nll(fn: Callable[..., Any]) -> None:
     expect_value_error(fn, "window=0", uniform, torch.arange(10) % 8, 0)
 
 
+_BLOCK_CONFIGS = [
+    GPTConfig(n_layer=2, d_model=16, n_heads=2, vocab_size=40, n_ctx=16),
+    GPTConfig(n_layer=3, d_model=24, n_heads=3, vocab_size=30, n_ctx=16, bias=False,
+              norm="rmsnorm", mlp="swiglu", d_ff=40, positions="rope"),
+]
+
+
+def _no_call(*args: Any, **kwargs: Any) -> None:
+    raise AssertionError("do not call block(x) or block.forward: write the pass from "
+                         "block.ln_1, block.attn, block.ln_2 and block.mlp")
+
+
+def _random_block(cfg: GPTConfig, seed: int) -> tuple[GPT, torch.nn.Module]:
+    """A model in eval mode and its second block, with norms that are not the identity."""
+    torch.manual_seed(seed)
+    model = GPT(cfg).eval()
+    block = model.transformer.h[1]
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(torch.randn_like(p) * (0.5 if p.ndim == 1 else 0.05))
+    block.forward = _no_call  # the student's function must not go through Block.forward
+    return model, block
+
+
+def grade_block_forward(fn: Callable[..., Any]) -> None:
+    for i, cfg in enumerate(_BLOCK_CONFIGS):
+        model, block = _random_block(cfg, i)
+        where = (f"(d_model={cfg.d_model}, n_heads={cfg.n_heads}, norm={cfg.norm!r}, "
+                 f"mlp={cfg.mlp!r})")
+        x = torch.randn(2, 9, cfg.d_model, generator=torch.Generator().manual_seed(i))
+        x_copy = x.clone()
+        with torch.no_grad():
+            got = fn(block, x)
+            want = block_forward(block, x_copy.clone())
+        assert isinstance(got, torch.Tensor) and got.shape == x.shape, (
+            f"return a tensor of the input's shape {tuple(x.shape)}, got "
+            f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}"
+        )
+        assert torch.equal(x, x_copy), "do not modify x in place: x = x + ..., not x += ..."
+        err = float((got - want).abs().max())
+        assert err < 1e-5, (
+            f"output differs from the reference by {err:.3g} {where}; the pre-LN block is "
+            "x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x)): each norm reads what enters its "
+            "sub-layer, each sub-layer's output is added to the stream, and the MLP reads the "
+            "stream after the attention's addition"
+        )
+        caches = model.make_caches()
+        with torch.no_grad():
+            first = fn(block, x[:, :6], caches[1])
+            last = fn(block, x[:, 6:], caches[1])
+        assert len(caches[1]) == 9, (
+            f"pass cache to block.attn(..., cache=cache): after feeding 6 then 3 positions the "
+            f"cache should hold 9, it holds {len(caches[1])}"
+        )
+        err = float((torch.cat([first, last], 1) - want).abs().max())
+        assert err < 1e-4, (
+            f"feeding 6 positions, then 3 more with the cache, should equal one pass over 9; "
+            f"it differs by {err:.3g} {where}"
+        )
+
+
+def _step_setup(cfg: GPTConfig, kind: str) -> tuple[GPT, torch.optim.Optimizer, Any]:
+    """A model with stale gradients (from an earlier pass), left in eval mode, its optimizer
+    and a learning-rate schedule that changes at every step."""
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    if kind == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    else:
+        optimizer = configure_optimizer(model, lr=3e-3)
+    factors = [1.0, 0.5, 0.25, 0.1]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: factors[min(s, 3)])
+    x = torch.arange(16).view(2, 8) % cfg.vocab_size
+    _, loss = model(x, (x + 1) % cfg.vocab_size)
+    loss.backward()  # stale gradients: a step must not add to them
+    model.eval()
+    return model, optimizer, scheduler
+
+
+def grade_train_step(fn: Callable[..., Any]) -> None:
+    cfg = GPTConfig(n_layer=2, d_model=16, n_heads=2, vocab_size=30, n_ctx=8, dropout=0.1)
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randint(0, cfg.vocab_size, (4, 9), generator=gen) for _ in range(3)]
+    for kind, clip in [("sgd", 0.05), ("adamw", 0.05), ("sgd", None)]:
+        mine, ref = _step_setup(cfg, kind), _step_setup(cfg, kind)
+        steps = batches if clip is not None else batches[:1]
+        for n, batch in enumerate(steps, start=1):
+            x, y = batch[:, :-1], batch[:, 1:]
+            torch.manual_seed(100 + n)  # the same dropout masks for both
+            got = fn(mine[0], mine[1], x, y, grad_clip=clip, scheduler=mine[2])
+            torch.manual_seed(100 + n)
+            want = train_step(ref[0], ref[1], x, y, grad_clip=clip, scheduler=ref[2])
+            where = f"({kind}, grad_clip={clip}, step {n})"
+            assert isinstance(got, float), (
+                f"return the loss as a Python float (loss.item()), got {type(got).__name__}"
+            )
+            assert math.isclose(got, want, rel_tol=1e-5), (
+                f"loss {got:.6f}, want {want:.6f} {where}: the loss of this batch, before the "
+                "update, in training mode (model.train(): dropout is on)"
+            )
+            assert mine[0].training, "leave the model in training mode (call model.train())"
+            lr, lr_want = mine[1].param_groups[0]["lr"], ref[1].param_groups[0]["lr"]
+            assert math.isclose(lr, lr_want), (
+                f"learning rate after the step {lr:.4g}, want {lr_want:.4g} {where}: call "
+                "scheduler.step() once, after optimizer.step()"
+            )
+            err = max(float((a - b).detach().abs().max()) for a, b in
+                      zip(mine[0].parameters(), ref[0].parameters(), strict=True))
+            assert err < 1e-6, (
+                f"the weights after the step differ from the reference's by {err:.3g} {where}. "
+                "The model arrives with gradients from an earlier backward pass: zero them "
+                "first (optimizer.zero_grad()); clip all gradients to grad_clip after "
+                "backward and before optimizer.step() (and not at all with grad_clip=None); "
+                "step the scheduler after the optimizer"
+            )
+    model, optimizer, _ = _step_setup(cfg, "sgd")
+    x, y = batches[0][:, :-1], batches[0][:, 1:]
+    expect_value_error(fn, "grad_clip=0", model, optimizer, x, y, grad_clip=0)
+    expect_value_error(fn, "grad_clip=-1.0", model, optimizer, x, y, grad_clip=-1.0)
+
+
 # Plausible wrong answers: CI checks that each grader rejects them.
 def _pack_no_final_eot(documents, eot_id):  # noqa: ANN001, ANN202
     docs = [torch.as_tensor(d, dtype=torch.long).flatten() for d in documents]
@@ -251,9 +391,132 @@ def _nll_forgets_mode(model, tokens, window):  # noqa: ANN001, ANN202
     return result
 
 
+def _block_post_ln(block, x, cache=None):  # noqa: ANN001, ANN202 - the original Transformer
+    x = block.ln_1(x + block.attn(x, cache=cache))
+    return block.ln_2(x + block.mlp(x))
+
+
+def _block_no_attn_residual(block, x, cache=None):  # noqa: ANN001, ANN202
+    x = block.attn(block.ln_1(x), cache=cache)
+    return x + block.mlp(block.ln_2(x))
+
+
+def _block_no_mlp_residual(block, x, cache=None):  # noqa: ANN001, ANN202
+    x = x + block.attn(block.ln_1(x), cache=cache)
+    return block.mlp(block.ln_2(x))
+
+
+def _block_parallel(block, x, cache=None):  # noqa: ANN001, ANN202 - GPT-J's layout, not GPT-3's
+    return x + block.attn(block.ln_1(x), cache=cache) + block.mlp(block.ln_2(x))
+
+
+def _block_one_norm(block, x, cache=None):  # noqa: ANN001, ANN202
+    x = x + block.attn(block.ln_1(x), cache=cache)
+    return x + block.mlp(block.ln_1(x))
+
+
+def _block_no_cache(block, x, cache=None):  # noqa: ANN001, ANN202
+    x = x + block.attn(block.ln_1(x))
+    return x + block.mlp(block.ln_2(x))
+
+
+def _block_in_place(block, x, cache=None):  # noqa: ANN001, ANN202
+    x += block.attn(block.ln_1(x), cache=cache)
+    return x + block.mlp(block.ln_2(x))
+
+
+def _check_clip(grad_clip):  # noqa: ANN001, ANN202
+    if grad_clip is not None and not grad_clip > 0:
+        raise ValueError("grad_clip")
+
+
+def _step_clip_after_update(model, optimizer, x, y, *, grad_clip=1.0, scheduler=None):  # noqa: ANN001, ANN202
+    _check_clip(grad_clip)
+    model.train()
+    optimizer.zero_grad()
+    _, loss = model(x, y)
+    loss.backward()
+    optimizer.step()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scheduler is not None:
+        scheduler.step()
+    return loss.item()
+
+
+def _step_no_zero_grad(model, optimizer, x, y, *, grad_clip=1.0, scheduler=None):  # noqa: ANN001, ANN202
+    _check_clip(grad_clip)
+    model.train()
+    _, loss = model(x, y)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.item()
+
+
+def _step_no_clip(model, optimizer, x, y, *, grad_clip=1.0, scheduler=None):  # noqa: ANN001, ANN202
+    _check_clip(grad_clip)
+    model.train()
+    optimizer.zero_grad()
+    _, loss = model(x, y)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.item()
+
+
+def _step_schedule_first(model, optimizer, x, y, *, grad_clip=1.0, scheduler=None):  # noqa: ANN001, ANN202
+    _check_clip(grad_clip)
+    model.train()
+    optimizer.zero_grad()
+    _, loss = model(x, y)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.step()
+    return loss.item()
+
+
+def _step_eval_mode(model, optimizer, x, y, *, grad_clip=1.0, scheduler=None):  # noqa: ANN001, ANN202
+    _check_clip(grad_clip)
+    optimizer.zero_grad()
+    _, loss = model(x, y)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.item()
+
+
+def _step_returns_tensor(model, optimizer, x, y, *, grad_clip=1.0, scheduler=None):  # noqa: ANN001, ANN202
+    _check_clip(grad_clip)
+    model.train()
+    optimizer.zero_grad()
+    _, loss = model(x, y)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach()
+
+
 MUTANTS: dict[str, list[Callable[..., Any]]] = {
     "pack_documents": [_pack_no_final_eot, _pack_eot_first, _pack_skips_empty, _pack_no_checks],
     "optimizer_groups": [_groups_decay_all, _groups_by_name, _groups_tied_twice,
                          _groups_no_embeddings],
     "sequence_nll": [_nll_mean, _nll_drops_last_window, _nll_no_shift, _nll_forgets_mode],
+    "block_forward": [_block_post_ln, _block_no_attn_residual, _block_no_mlp_residual,
+                      _block_parallel, _block_one_norm, _block_no_cache, _block_in_place],
+    "train_step": [_step_clip_after_update, _step_no_zero_grad, _step_no_clip,
+                   _step_schedule_first, _step_eval_mode, _step_returns_tensor],
 }

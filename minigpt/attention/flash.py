@@ -55,6 +55,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from minigpt.attention._common import check_mask, check_qkv, repeat_kv
+from minigpt.checks import check_int
 
 __all__ = [
     "FlashAttentionFunction",
@@ -218,10 +219,6 @@ class FlashAttentionFunction(torch.autograd.Function):
         return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None, None
 
 
-def _check_block(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
 
 def flash_attention(
     q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, mask: Tensor | None = None,
@@ -247,8 +244,8 @@ def flash_attention(
     True
     """
     check_qkv(q, k, v)
-    _check_block("block_q", block_q)
-    _check_block("block_k", block_k)
+    check_int("block_q", block_q)
+    check_int("block_k", block_k)
     shape = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
     if mask is not None:
         check_mask(mask, shape)

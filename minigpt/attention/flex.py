@@ -26,7 +26,9 @@ needs about a minute to compile the kernel on a small CPU; ``compile=True`` asks
 kernel there too. Inside a model that is itself compiled, the call is traced into the model's
 graph. PyTorch's FlexAttention has **no backward pass on the CPU** (2.13); when gradients are
 needed there, the same rule is turned into a boolean mask (``create_mask``) and SDPA computes
-the forward and backward passes, so a CPU run trains with the identical pattern.
+the forward and backward passes, so a CPU run trains with the identical pattern. The same
+path serves decoding with a KV cache (fewer queries than keys, a new length at every step),
+where a compiled kernel would be recompiled for each length.
 
 On CUDA, :func:`flash_attn_window` also reaches the sliding-window kernel of the
 ``flash-attn`` package (Dao 2023) when it is installed; the ``"sdpa"`` backend uses it for
@@ -99,16 +101,19 @@ def mask_rule(t_q: int, t_k: int, window: int | None = None) -> Callable[..., Te
     return causal if window is None else banded
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_block_mask(t_q: int, t_k: int, window: int | None, device: str) -> Any:
+def _build_block_mask(t_q: int, t_k: int, window: int | None, device: str) -> Any:
     flex = _flex_module()
     return flex.create_block_mask(mask_rule(t_q, t_k, window), None, None, t_q, t_k,
                                   device=device)
 
 
+_cached_block_mask = functools.lru_cache(maxsize=64)(_build_block_mask)
+
+
 def block_mask(t_q: int, t_k: int, window: int | None = None, device: Any = "cpu") -> Any:
     """The ``BlockMask`` of causal (``window=None``) or banded attention, shared by every batch
-    row and head, cached per ``(t_q, t_k, window, device)``.
+    row and head, cached per ``(t_q, t_k, window, device)``; inside a model being compiled it is
+    built in the graph instead (dynamo would bypass the cache anyway).
 
     >>> block_mask(256, 256, window=128) is block_mask(256, 256, window=128)
     True
@@ -122,7 +127,8 @@ def block_mask(t_q: int, t_k: int, window: int | None = None, device: Any = "cpu
     if window is not None and (isinstance(window, bool) or not isinstance(window, int)
                                or window < 1):
         raise ValueError(f"window must be None (dense causal) or a positive int, got {window!r}")
-    return _cached_block_mask(t_q, t_k, window, str(torch.device(device)))
+    build = _build_block_mask if torch.compiler.is_compiling() else _cached_block_mask
+    return build(t_q, t_k, window, str(torch.device(device)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -179,8 +185,9 @@ def flex_attention(
         check_mask(mask, (b, h, t_q, t_k))
         score_mod = _score_mod(mask, (b, h, t_q, t_k))
     flex = _flex_module()
-    if q.device.type == "cpu" and torch.is_grad_enabled() and any(
-            x.requires_grad for x in (q, k, v)):
+    cpu_grad = q.device.type == "cpu" and torch.is_grad_enabled() and any(
+        x.requires_grad for x in (q, k, v))
+    if cpu_grad or t_q != t_k:
         return _masked_fallback(flex, q, k, v, bm, (t_q, t_k, window), mask, scale)
     if compile is None:
         compile = q.is_cuda and not torch.compiler.is_compiling()
@@ -188,6 +195,8 @@ def flex_attention(
                   enable_gqa=k.shape[1] != h)
     if compile:
         return _compiled()(q, k, v, **kwargs)
+    if torch.compiler.is_compiling():  # traced into the caller's graph
+        return flex.flex_attention(q, k, v, **kwargs)
     with warnings.catch_warnings():  # "called without torch.compile()": eager is meant here
         warnings.filterwarnings("ignore", message=".*without torch.compile.*")
         return flex.flex_attention(q, k, v, **kwargs)

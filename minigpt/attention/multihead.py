@@ -126,11 +126,12 @@ class KVCache:
             self._k = k.clone() if n == 0 else torch.cat([self._k[:, :, :n], k], dim=2)
             self._v = v.clone() if n == 0 else torch.cat([self._v[:, :, :n], v], dim=2)
         else:
-            self._reserve(k, v, n + t)
-            self._k[:, :, n : n + t] = k
-            self._v[:, :, n : n + t] = v
+            if n == 0 or self._k.shape[2] < n + t:
+                self._reserve(k, v, n + t)
+            self._k.narrow(2, n, t).copy_(k)  # a decoding step copies one token
+            self._v.narrow(2, n, t).copy_(v)
         self._len = n + t
-        return self._k[:, :, : n + t], self._v[:, :, : n + t]
+        return self._k.narrow(2, 0, n + t), self._v.narrow(2, 0, n + t)
 
     def reorder(self, index: Tensor) -> None:
         """Keep batch rows ``index`` ``(B_new,)``, in that order, repeats allowed (beam search).

@@ -42,6 +42,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from minigpt.checks import check_int
 from minigpt.contamination import ngram_hashes, normalize_words
 
 __all__ = [
@@ -89,8 +90,7 @@ def hash_functions(num_perm: int = 128, seed: int = 0) -> tuple[np.ndarray, np.n
     >>> a.shape, a.dtype.name, bool((a >= 1).all() and (a < PRIME).all())
     ((4,), 'uint64', True)
     """
-    if isinstance(num_perm, bool) or not isinstance(num_perm, int) or num_perm < 1:
-        raise ValueError(f"num_perm must be a positive integer, got {num_perm!r}")
+    check_int("num_perm", num_perm)
     rng = np.random.default_rng(seed)
     a = rng.integers(1, int(PRIME), size=num_perm, dtype=np.uint64)
     b = rng.integers(0, int(PRIME), size=num_perm, dtype=np.uint64)
@@ -201,8 +201,7 @@ def check_bands(num_perm: int, bands: int, rows: int) -> None:
     ValueError: bands x rows must equal the number of hashes: 3 x 4 = 12, not 10; ... 5x2, 10x1
     """
     for name, value in (("num_perm", num_perm), ("bands", bands), ("rows", rows)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int(name, value)
     if bands * rows != num_perm:
         fits = ", ".join(f"{d}x{num_perm // d}" for d in range(1, num_perm + 1)
                          if num_perm % d == 0)
@@ -227,8 +226,7 @@ def candidate_probability(similarity: float | np.ndarray, bands: int,
     0.4701
     """
     for name, value in (("bands", bands), ("rows", rows)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int(name, value)
     s = np.asarray(similarity, dtype=np.float64)
     if not ((s >= 0) & (s <= 1)).all():
         raise ValueError(f"similarity must be in [0, 1], got {similarity!r}")

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from minigpt.checks import check_int
+
 __all__ = [
     "TOKEN_PATTERN",
     "tokenize",
@@ -117,8 +119,7 @@ def hashed_features(
     """
     if isinstance(texts, str):
         raise ValueError("texts must be a sequence of documents, not one str")
-    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-        raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
+    check_int("n_features", n_features)
     if norm not in ("l2", None):
         raise ValueError(f"norm must be 'l2' or None, got {norm!r}")
     X = np.zeros((len(texts), n_features))

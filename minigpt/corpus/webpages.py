@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minigpt.checks import check_int
 from minigpt.data import load_play, play_names
 
 __all__ = [
@@ -245,8 +246,7 @@ def make_crawl(n_pages: int = 1000, seed: int = 0, mix: dict[str, float] | None 
     of the same crawl, with an edit rate drawn uniformly from ``edit_rates``; the same seed
     makes the same crawl.
     """
-    if isinstance(n_pages, bool) or not isinstance(n_pages, int) or n_pages < 1:
-        raise ValueError(f"n_pages must be a positive integer, got {n_pages!r}")
+    check_int("n_pages", n_pages)
     shares = _check_mix(DEFAULT_MIX if mix is None else mix)
     rng = _rng(seed)
     counts = np.floor(shares * n_pages).astype(int)

@@ -22,10 +22,10 @@ model favours whichever one it suits, so :func:`compare` takes a rate per config
 seed, itself a noisy choice). The models are tiny and trained briefly: the results say what
 happens *here*, not what happens at 7B parameters.
 
-:func:`run_parameters` records every setting of a comparison, :func:`config_from_parameters`
-and :func:`live_rerun` re-create the smallest case from them, and
-:func:`~minigpt.lab.record.reproduces` (that of
-:mod:`minigpt.lab.icl`) compares a re-run with the stored numbers.
+:func:`train_and_evaluate` returns a :class:`ControlledRun`. :func:`run_parameters` records
+every setting of a comparison, :func:`config_from_parameters` and :func:`live_rerun` re-create
+the smallest case from them, and :func:`minigpt.lab.record.reproduces` compares a re-run with
+the stored numbers.
 
     >>> summarize([2.0, 2.2, 2.1])
     {'mean': 2.1, 'std': 0.1, 'min': 2.0, 'max': 2.2, 'n': 3}
@@ -49,18 +49,44 @@ from minigpt.train import Trainer, evaluate
 
 __all__ = [
     "LOSS_CURVE_EVERY",
+    "ControlledRun",
     "compare",
     "config_from_parameters",
     "live_rerun",
     "paired_differences",
     "run_parameters",
-    "settings_from_parameters",
     "summarize",
     "train_and_evaluate",
 ]
 
 #: The training loss is recorded at step 1 and every this many steps.
 LOSS_CURVE_EVERY = 25
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlledRun:
+    """One model of a comparison, trained and measured by :func:`train_and_evaluate`.
+
+    Attributes:
+        n_parameters: trainable parameters; ``steps`` and ``tokens`` trained.
+        val_loss: held-out loss, nats per character; ``train_loss``: the mean of the last 10
+            steps' batch losses.
+        loss_curve: ``[[step, batch loss], ...]`` at step 1 and every
+            :data:`LOSS_CURVE_EVERY` steps.
+        seconds: how long it took.
+    """
+
+    n_parameters: int
+    steps: int
+    tokens: int
+    val_loss: float
+    train_loss: float
+    loss_curve: list[list[float]]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as JSON-ready values (as a results file stores it)."""
+        return dataclasses.asdict(self)
 
 
 def summarize(values: Sequence[float], digits: int = 4) -> dict[str, float]:
@@ -101,44 +127,42 @@ def train_and_evaluate(
     data: CharData,
     *,
     steps: int | None = None,
-) -> dict[str, Any]:
+) -> ControlledRun:
     """Train one ``config`` with ``settings`` on ``data`` and measure its held-out loss.
 
-    The model is built after ``torch.manual_seed(settings.seed)`` with context
-    ``settings.block_size``, trained by :class:`~minigpt.train.Trainer` for
+    The model is built after ``torch.manual_seed(settings.train.seed)`` with context
+    ``settings.n_ctx``, trained by :class:`~minigpt.train.Trainer` for
     ``settings.max_steps`` steps (or only the first ``steps``, with the schedule unchanged) on
     ``settings.threads`` torch threads, and scored on ``settings.val_sequences`` held-out
     windows.
 
-    Returns ``{"n_parameters", "steps", "tokens", "val_loss", "train_loss", "loss_curve",
-    "seconds"}``: ``train_loss`` is the mean of the last 10 steps' batch losses, ``loss_curve``
-    ``[[step, batch loss], ...]`` at step 1 and every :data:`LOSS_CURVE_EVERY` steps.
+    Returns a :class:`ControlledRun`.
     """
     if not isinstance(config, GPTConfig):
         raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
     if config.vocab_size != len(data.vocab):
         raise ValueError(f"config.vocab_size ({config.vocab_size}) must be the data's "
                          f"vocabulary size ({len(data.vocab)})")
-    config = config.replace(n_ctx=settings.block_size)
-    x_val, y_val = held_out_set(data.val, settings.val_sequences, settings.block_size)
+    config = config.replace(n_ctx=settings.n_ctx)
+    x_val, y_val = held_out_set(data.val, settings.val_sequences, settings.n_ctx)
     start = time.perf_counter()
     with torch_threads(settings.threads):
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(settings.train.seed)
         model = GPT(config)
         trainer = Trainer(model, data.train, settings.train_config())
         history = trainer.train(steps)
-        val_loss = evaluate(model, x_val, y_val, batch_size=4 * settings.batch_size)
+        val_loss = evaluate(model, x_val, y_val, batch_size=4 * settings.train.batch_size)
     last = [r["loss"] for r in history[-10:]]
-    return {
-        "n_parameters": count_parameters(config),
-        "steps": trainer.step,
-        "tokens": trainer.tokens_seen,
-        "val_loss": round(val_loss, 5),
-        "train_loss": round(sum(last) / len(last), 5),
-        "loss_curve": [[r["step"], round(r["loss"], 5)] for r in history
-                       if r["step"] == 1 or r["step"] % LOSS_CURVE_EVERY == 0],
-        "seconds": round(time.perf_counter() - start, 2),
-    }
+    return ControlledRun(
+        n_parameters=count_parameters(config),
+        steps=trainer.step,
+        tokens=trainer.tokens_seen,
+        val_loss=round(val_loss, 5),
+        train_loss=round(sum(last) / len(last), 5),
+        loss_curve=[[r["step"], round(r["loss"], 5)] for r in history
+                    if r["step"] == 1 or r["step"] % LOSS_CURVE_EVERY == 0],
+        seconds=round(time.perf_counter() - start, 2),
+    )
 
 
 def compare(
@@ -150,11 +174,12 @@ def compare(
     lr: Mapping[str, float] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, dict[str, Any]]:
-    """:func:`train_and_evaluate` for every config and seed (``settings.seed`` replaced, and
-    ``settings.lr`` by ``lr[name]`` where given).
+    """:func:`train_and_evaluate` for every config and seed (``settings.train.seed`` replaced,
+    and ``settings.train.lr`` by ``lr[name]`` where given).
 
     Returns ``{name: {"n_parameters", "lr", "val_loss": {seed: loss}, "runs": {seed: run},
-    "summary": summarize(losses)}}`` with seeds as strings (JSON keys). ``log`` gets a line
+    "summary": summarize(losses)}}`` with seeds as strings (JSON keys) and each run as
+    :meth:`ControlledRun.to_dict`, ready to store. ``log`` gets a line
     per run (``None``: silent).
     """
     if not configs or not seeds:
@@ -166,16 +191,16 @@ def compare(
     results: dict[str, dict[str, Any]] = {}
     for name, config in configs.items():
         runs = {}
-        base = dataclasses.replace(settings, lr=lr.get(name, settings.lr))
+        base = settings.with_train(lr=lr.get(name, settings.train.lr))
         for seed in seeds:
-            run = train_and_evaluate(config, dataclasses.replace(base, seed=seed), data)
-            runs[str(seed)] = run
+            run = train_and_evaluate(config, base.with_train(seed=seed), data)
+            runs[str(seed)] = run.to_dict()
             if log is not None:
-                log(f"{name:>12} lr {base.lr:.3g} seed {seed}: {run['n_parameters']:>7,} "
-                    f"params, val loss {run['val_loss']:.4f} ({run['seconds']:.1f} s)")
+                log(f"{name:>12} lr {base.train.lr:.3g} seed {seed}: {run.n_parameters:>7,} "
+                    f"params, val loss {run.val_loss:.4f} ({run.seconds:.1f} s)")
         losses = {s: r["val_loss"] for s, r in runs.items()}
         results[name] = {"n_parameters": next(iter(runs.values()))["n_parameters"],
-                         "lr": base.lr, "val_loss": losses, "runs": runs,
+                         "lr": base.train.lr, "val_loss": losses, "runs": runs,
                          "summary": summarize(list(losses.values()))}
     return results
 
@@ -191,17 +216,17 @@ def run_parameters(
     lr: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready record of a comparison: every config's fields, the settings, the seeds,
-    and each config's learning rate (``settings.lr`` unless ``lr`` says otherwise).
+    and each config's learning rate (``settings.train.lr`` unless ``lr`` says otherwise).
 
     >>> p = run_parameters({"a": GPTConfig(n_layer=1, d_model=8, n_heads=1, vocab_size=5,
-    ...                                    n_ctx=8)}, SweepSettings(block_size=8), [0, 1])
+    ...                                    n_ctx=8)}, SweepSettings(), [0, 1])
     >>> sorted(p), p["configs"]["a"]["d_model"], p["seeds"], p["lr"]
     (['configs', 'lr', 'seeds', 'settings'], 8, [0, 1], {'a': 0.01})
     """
     lr = dict(lr or {})
     return {"configs": {name: dataclasses.asdict(c) for name, c in configs.items()},
-            "settings": dataclasses.asdict(settings), "seeds": [int(s) for s in seeds],
-            "lr": {name: float(lr.get(name, settings.lr)) for name in configs}}
+            "settings": settings.to_dict(), "seeds": [int(s) for s in seeds],
+            "lr": {name: float(lr.get(name, settings.train.lr)) for name in configs}}
 
 
 def config_from_parameters(parameters: Mapping[str, Any], name: str) -> GPTConfig:
@@ -210,14 +235,6 @@ def config_from_parameters(parameters: Mapping[str, Any], name: str) -> GPTConfi
     if name not in configs:
         raise ValueError(f"unknown config {name!r}; the parameters have {', '.join(configs)}")
     return GPTConfig(**configs[name])
-
-
-def settings_from_parameters(parameters: Mapping[str, Any]) -> SweepSettings:
-    """The :class:`~minigpt.lab.sweep.SweepSettings` of a :func:`run_parameters` record."""
-    try:
-        return SweepSettings(**parameters["settings"])
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"not a run_parameters record (need 'settings'): {err}") from err
 
 
 def live_rerun(
@@ -230,18 +247,18 @@ def live_rerun(
     the first stored seed), each at its stored learning rate.
 
     Returns ``{"val_loss": {name: {seed: loss}}}``, the shape of the stored
-    ``{"val_loss": ...}`` tables, for :func:`~minigpt.lab.record.reproduces` (about 10 s per model
-    on one CPU
-    thread with the settings of ``experiments/after_gpt3.py``).
+    ``{"val_loss": ...}`` tables, for :func:`minigpt.lab.record.reproduces` (about 10 s per
+    model on one CPU thread with the settings of ``experiments/after_gpt3.py``).
     """
     seed = parameters["seeds"][0] if seed is None else seed
-    settings = dataclasses.replace(settings_from_parameters(parameters), seed=seed)
+    if "settings" not in parameters:
+        raise ValueError("not a run_parameters record (need 'settings')")
+    settings = SweepSettings.from_dict(parameters["settings"]).with_train(seed=seed)
     data = char_data(val_fraction=settings.val_fraction) if data is None else data
     lrs = parameters.get("lr", {})
     out: dict[str, dict[str, float]] = {}
     for name in names:
         run = train_and_evaluate(config_from_parameters(parameters, name),
-                                 dataclasses.replace(settings, lr=lrs.get(name, settings.lr)),
-                                 data)
-        out[name] = {str(seed): run["val_loss"]}
+                                 settings.with_train(lr=lrs.get(name, settings.train.lr)), data)
+        out[name] = {str(seed): run.val_loss}
     return {"val_loss": out}

@@ -71,6 +71,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from minigpt.checks import check_int
 from minigpt.config import GPTConfig
 from minigpt.generate import greedy
 from minigpt.lab.record import leaves
@@ -91,6 +92,8 @@ from minigpt.tasks import (
 from minigpt.train import TrainConfig, Trainer
 
 __all__ = [
+    "IclRun",
+    "LiveSlice",
     "DEFAULT_WEIGHTS",
     "EOT",
     "ICL_TASKS",
@@ -242,9 +245,7 @@ class Mixture:
                              "weights must name at least one task")
         if any(not (isinstance(w, int | float) and w > 0) for w in self.weights.values()):
             raise ValueError(f"weights must be positive numbers, got {dict(self.weights)}")
-        if isinstance(self.max_examples, bool) or not isinstance(self.max_examples, int) \
-                or self.max_examples < 1:
-            raise ValueError(f"max_examples must be an integer >= 1, got {self.max_examples!r}")
+        check_int("max_examples", self.max_examples)
         if not 0.0 <= self.p_description <= 1.0:
             raise ValueError(f"p_description must be in [0, 1], got {self.p_description!r}")
         split_task(ICL_TASKS["addition_2d"], "train", self.holdout)  # validates holdout
@@ -287,8 +288,7 @@ def make_episode(task: Task, n_examples: int, rng: random.Random, description: b
     before => after
     first => last
     """
-    if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1:
-        raise ValueError(f"n_examples must be an integer >= 1, got {n_examples!r}")
+    check_int("n_examples", n_examples)
     prompt = make_prompt(task, n_examples - 1, rng, description=description)
     return f"{prompt.text} {prompt.answer}"
 
@@ -327,8 +327,7 @@ def training_tokens(tokenizer: CharTokenizer, mixture: Mixture, n_tokens: int,
     >>> stream.shape[0] >= 300, int(stream[-1]) == tok.eot_id
     (True, True)
     """
-    if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 1:
-        raise ValueError(f"n_tokens must be a positive integer, got {n_tokens!r}")
+    check_int("n_tokens", n_tokens)
     stream: list[int] = []  # what pack_documents builds, without a tensor per episode
     batch = 0
     while len(stream) < n_tokens:
@@ -461,8 +460,7 @@ def evaluate_icl(
     Every cell uses ``make_prompts(..., seed)``, so a cell does not depend on which others are
     evaluated.
     """
-    if isinstance(n_prompts, bool) or not isinstance(n_prompts, int) or n_prompts < 1:
-        raise ValueError(f"n_prompts must be a positive integer, got {n_prompts!r}")
+    check_int("n_prompts", n_prompts)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for description in descriptions:
         cells = results.setdefault(_prompt_key(description), {})
@@ -568,71 +566,119 @@ def _evaluate(model: GPT, parameters: Mapping[str, Any], tasks: Sequence[str],
                         ev["n_prompts"], ev["seed"], descriptions)
 
 
-def run_from_parameters(parameters: Mapping[str, Any], size: str) -> dict[str, Any]:
-    """Train size ``size`` as ``parameters`` say and evaluate every cell.
+@dataclass(frozen=True)
+class LiveSlice:
+    """The slice of a stored run that a notebook repeats live: the smallest size after
+    ``step`` training steps, its training ``loss`` at that step, and its ``accuracy`` table
+    (``{"with_description"|"without_description": {task: {str(k): accuracy}}}``, as
+    :func:`evaluate_icl`)."""
 
-    Returns ``{"n_parameters", "final_loss", "loss_curve", "accuracy", "train_s", "eval_s"}``
-    and, for the size of ``parameters["live"]``, ``"live"``: ``{"step", "loss", "accuracy"}``,
-    the slice evaluated after ``live["step"]`` steps (training then goes on unchanged: greedy
-    decoding draws no random numbers). ``final_loss`` is the mean training loss of the last 10
-    steps, ``loss_curve`` ``[[step, loss], ...]`` at step 1 and every 10 steps, ``accuracy`` as
-    :func:`evaluate_icl`, ``train_s``/``eval_s`` wall-clock seconds.
+    step: int
+    loss: float
+    accuracy: dict[str, dict[str, dict[str, float]]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values, as a results file stores them."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> LiveSlice:
+        """The slice a results file stored."""
+        return cls(step=int(fields["step"]), loss=float(fields["loss"]),
+                   accuracy=fields["accuracy"])
+
+
+@dataclass(frozen=True)
+class IclRun:
+    """One size of the experiment, trained and scored by :func:`run_from_parameters`.
+
+    Attributes:
+        n_parameters: trainable parameters.
+        final_loss: the mean training loss of the last 10 steps.
+        loss_curve: ``[[step, loss], ...]`` at step 1 and every 10 steps.
+        accuracy: every cell, as :func:`evaluate_icl`.
+        live: the :class:`LiveSlice` (for the size that ``parameters["live"]`` names).
+        train_s, eval_s: wall-clock seconds.
+    """
+
+    n_parameters: int
+    final_loss: float
+    loss_curve: list[list[float]]
+    accuracy: dict[str, dict[str, dict[str, float]]]
+    live: LiveSlice | None
+    train_s: float
+    eval_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values, as ``experiments/icl.py`` stores them (no ``live`` if none)."""
+        out = dataclasses.asdict(self)
+        if self.live is None:
+            del out["live"]
+        return out
+
+
+def run_from_parameters(parameters: Mapping[str, Any], size: str) -> IclRun:
+    """Train size ``size`` as ``parameters`` say and evaluate every cell: an :class:`IclRun`.
+
+    For the size of ``parameters["live"]`` the run also holds the :class:`LiveSlice` evaluated
+    after ``live["step"]`` steps (training then goes on unchanged: greedy decoding draws no
+    random numbers).
     """
     start = time.perf_counter()
     trainer = trainer_from_parameters(parameters, size)
-    result: dict[str, Any] = {}
+    live_slice = None
     live = parameters.get("live")
     if live and live["size"] == size:
         history = trainer.train(live["step"])
-        result["live"] = _live_record(trainer.model, history, parameters)
+        live_slice = _live_slice(trainer.model, history, parameters)
     history = trainer.train()
     train_s = time.perf_counter() - start
     ev = parameters["evaluation"]
     acc = _evaluate(trainer.model.eval(), parameters, ev["tasks"], ev["shots"],
                     ev["descriptions"])
     last = [r["loss"] for r in history[-10:]]
-    return {"n_parameters": trainer.model.num_parameters(),
-            "final_loss": round(sum(last) / len(last), 4),
-            "loss_curve": [[r["step"], round(r["loss"], 4)] for r in history
-                           if r["step"] == 1 or r["step"] % 10 == 0],
-            "accuracy": acc, **result, "train_s": round(train_s, 1),
-            "eval_s": round(time.perf_counter() - start - train_s, 1)}
+    return IclRun(n_parameters=trainer.model.num_parameters(),
+                  final_loss=round(sum(last) / len(last), 4),
+                  loss_curve=[[r["step"], round(r["loss"], 4)] for r in history
+                              if r["step"] == 1 or r["step"] % 10 == 0],
+                  accuracy=acc, live=live_slice, train_s=round(train_s, 1),
+                  eval_s=round(time.perf_counter() - start - train_s, 1))
 
 
-def live_rerun(parameters: Mapping[str, Any]) -> dict[str, Any]:
+def live_rerun(parameters: Mapping[str, Any]) -> LiveSlice:
     """Repeat the stored run's ``live`` slice: train the smallest size for ``live["step"]``
     steps and evaluate ``live["tasks"]`` x ``shots`` x ``descriptions``.
 
-    Returns ``{"step", "loss", "accuracy"}`` (``loss``: the training loss of that step) to
-    compare with ``results[size]["live"]`` by :func:`~minigpt.lab.record.reproduces` (about 20 s on
+    Returns the :class:`LiveSlice` (``loss``: the training loss of that step) to compare
+    with ``results[size]["live"]`` by :func:`~minigpt.lab.record.reproduces` (about 20 s on
     one idle CPU
     thread with the stored parameters).
     """
     live = parameters["live"]
     model, history = train_from_parameters(parameters, live["size"], live["step"])
-    return _live_record(model, history, parameters)
+    return _live_slice(model, history, parameters)
 
 
-def _live_record(model: GPT, history: list[dict[str, float]],
-                 parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"step", "loss", "accuracy"}`` of the live slice; ``loss`` is that of the last step."""
+def _live_slice(model: GPT, history: list[dict[str, float]],
+                parameters: Mapping[str, Any]) -> LiveSlice:
+    """The live slice after ``history``; its ``loss`` is that of the last step."""
     live = parameters["live"]
-    return {"step": live["step"], "loss": round(history[-1]["loss"], 4),
-            "accuracy": _evaluate(model, parameters, live["tasks"], live["shots"],
-                                  live["descriptions"])}
+    return LiveSlice(step=live["step"], loss=round(history[-1]["loss"], 4),
+                     accuracy=_evaluate(model, parameters, live["tasks"], live["shots"],
+                                        live["descriptions"]))
 
 
-def live_summary(record: Mapping[str, Any]) -> dict[str, float]:
+def live_summary(live: LiveSlice) -> dict[str, float]:
     """The two numbers of a live slice that another CPU reproduces: the training loss of its
     last step and the accuracy averaged over all its cells.
 
     Single cells are fragile: rounding differs between CPUs, a few hundred steps of training
     amplify it, and a cell of 200 prompts can move by several points. Averages move far less.
 
-    >>> live_summary({"loss": 0.98, "accuracy": {"a": {"0": 0.2, "1": 0.4}, "b": {"0": 0.6}}})
+    >>> live_summary(LiveSlice(500, 0.98, {"a": {"0": 0.2, "1": 0.4}, "b": {"0": 0.6}}))
     {'loss': 0.98, 'mean_accuracy': 0.4}
     """
-    values = [float(v) for _, v in leaves(record["accuracy"])]
+    values = [float(v) for _, v in leaves(live.accuracy)]
     if not values:
-        raise ValueError("the record holds no accuracies")
-    return {"loss": float(record["loss"]), "mean_accuracy": round(sum(values) / len(values), 6)}
+        raise ValueError("the live slice holds no accuracies")
+    return {"loss": float(live.loss), "mean_accuracy": round(sum(values) / len(values), 6)}

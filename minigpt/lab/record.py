@@ -14,6 +14,10 @@ after_gpt3     experiments/after_gpt3.py    chapter 11 (:mod:`minigpt.lab.contro
 gpu_run        tools/gpu_run.py (on a GPU)  chapter 12 (absent until a GPU run)
 ============== ============================ =====================================
 
+One format for all of them: indented JSON, floats rounded to 6 significant digits
+(:func:`save`). :func:`load` reads one by name; :func:`max_difference` and :func:`reproduces`
+compare a live re-run (a nested dict of numbers) with the stored one.
+
 >>> {'after_gpt3', 'icl_results', 'scaling_law'} <= set(available())
 True
 >>> load("scaling_law")["parameters"]["command"]
@@ -45,14 +49,15 @@ def path(name: str) -> Path:
 
 
 def save(document: dict[str, Any], file: str | os.PathLike[str], digits: int = 6) -> Path:
-    """Write an experiment's ``document`` to ``file`` as JSON (:func:`dumps`, floats rounded to
-    ``digits`` significant digits by :func:`round_floats`; the folder is created if needed) and
+    """Write an experiment's ``document`` to ``file`` as indented JSON, floats rounded to
+    ``digits`` significant digits (:func:`round_floats`; the folder is created if needed), and
     return the path; the experiments in ``experiments/`` end with this."""
     if not isinstance(document, dict):
         raise ValueError(f"document must be a dict, got {type(document).__name__}")
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(dumps(round_floats(document, digits)) + "\n", encoding="utf-8")
+    text = json.dumps(round_floats(document, digits), indent=1, ensure_ascii=False)
+    file.write_text(text + "\n", encoding="utf-8")
     return file
 
 
@@ -83,18 +88,6 @@ def round_floats(obj: Any, digits: int = 6) -> Any:
     if isinstance(obj, list | tuple):
         return [round_floats(v, digits) for v in obj]
     return obj
-
-
-def dumps(obj: Any, indent: str = "") -> str:
-    """JSON with one key per line, but a list of plain values (a curve row) on one line."""
-    inner = indent + " "
-    if isinstance(obj, dict) and obj:
-        items = [f"{inner}{json.dumps(k)}: {dumps(v, inner)}" for k, v in obj.items()]
-        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    if isinstance(obj, list) and any(isinstance(v, dict | list) for v in obj):
-        items = [inner + dumps(v, inner) for v in obj]
-        return "[\n" + ",\n".join(items) + "\n" + indent + "]"
-    return json.dumps(obj, ensure_ascii=False)
 
 
 def leaves(

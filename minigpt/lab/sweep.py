@@ -8,8 +8,8 @@ pre-LN blocks, GELU, learned positions) trained by :class:`~minigpt.train.Traine
 GPT-3's recipe (AdamW, clipping, warmup and cosine decay) on the same number of tokens, in
 the same order, from the same seed, with the settings of one :class:`SweepSettings`.
 
-:func:`train_point` trains one size and returns a plain dict (its learning curve on a fixed
-held-out set, its parameter counts, its FLOPs); :func:`run_sweep` trains a list of sizes;
+:func:`train_point` trains one size and returns a :class:`SweepPoint` (its learning curve on a
+fixed held-out set, its parameter counts, its FLOPs); :func:`run_sweep` trains a list of sizes;
 :func:`save_results` and :func:`load_results` keep them in a JSON file together with every
 setting needed to train them again (:func:`sweep_parameters`, :func:`settings_from_parameters`).
 The script ``experiments/scaling_law.py`` produces ``minigpt/lab/results/scaling_law.json`` this
@@ -63,6 +63,8 @@ __all__ = [
     "FORMAT_VERSION",
     "CharData",
     "ModelSize",
+    "SWEEP_RECIPE",
+    "SweepPoint",
     "SweepSettings",
     "char_data",
     "compute_frontier",
@@ -118,68 +120,69 @@ class ModelSize:
         return f"L{self.n_layer}-H{self.n_heads}-D{self.d_model}"
 
 
+#: The training recipe of the book's sweeps: GPT-3's AdamW (betas, eps, weight decay 0.1),
+#: clipping at 1.0, warmup then cosine decay to a tenth; ``seq_len`` is every model's context.
+#: :meth:`SweepSettings.train_config` sets ``max_steps`` and ``decay_tokens`` from ``n_tokens``.
+SWEEP_RECIPE = TrainConfig(seq_len=32, batch_size=16, lr=1e-2, warmup_tokens=32_768,
+                           min_lr_ratio=0.1, weight_decay=0.1, grad_clip=1.0, seed=0)
+
+# TrainConfig fields that SweepSettings derives from n_tokens (not stored).
+_DERIVED = ("max_steps", "decay_tokens")
+
+
 @dataclass(frozen=True)
 class SweepSettings:
-    """Everything the models of a sweep share.
+    """Everything the models of a sweep share: a training recipe and the sweep's own fields.
 
     Attributes:
-        block_size: context length in characters (``n_ctx``), also the training sequence length.
-        batch_size: sequences per optimizer step (``batch_size * block_size`` tokens).
-        n_tokens: training tokens per model, a multiple of ``batch_size * block_size``.
-        lr: peak learning rate (AdamW, GPT-3's betas, eps and weight decay).
-        warmup_tokens: linear warmup, in tokens; then cosine decay to ``min_lr_ratio * lr`` at
-            ``n_tokens``.
-        min_lr_ratio: the floor of the cosine (GPT-3: 0.1).
-        weight_decay: AdamW's decoupled weight decay on matrices (GPT-3: 0.1).
-        grad_clip: global gradient-norm bound (GPT-3: 1.0).
+        train: the :class:`~minigpt.train.TrainConfig` every model trains with. Its ``seq_len``
+            is the context length of every model (their ``n_ctx``) and must be set; its
+            ``max_steps`` and ``decay_tokens`` are ignored (:meth:`train_config` sets them from
+            ``n_tokens``).
+        n_tokens: training tokens per model, a multiple of ``train.batch_size * n_ctx``.
         n_evals: points on each learning curve, spaced geometrically in steps
             (:func:`eval_schedule`), the last one at the end of training.
         val_sequences: held-out sequences in the fixed evaluation set (:func:`held_out_set`).
         val_fraction: the tail of the corpus held out (:func:`minigpt.data.train_val_split`).
-        seed: seeds the initial weights and the order of the training sequences.
         threads: torch threads during training (1 makes runs deterministic and comparable).
+
+    >>> settings = SweepSettings().with_train(lr=3e-3)
+    >>> settings.n_ctx, settings.max_steps, settings.train_config().lr
+    (32, 3072, 0.003)
     """
 
-    block_size: int = 32
-    batch_size: int = 16
+    train: TrainConfig = dataclasses.field(default_factory=lambda: SWEEP_RECIPE)
     n_tokens: int = 1_572_864
-    lr: float = 1e-2
-    warmup_tokens: int = 32_768
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
     n_evals: int = 16
     val_sequences: int = 512
     val_fraction: float = 0.1
-    seed: int = 0
     threads: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("block_size", "batch_size", "n_tokens", "n_evals", "val_sequences",
-                     "threads"):
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError(f"train must be a TrainConfig, got {type(self.train).__name__}")
+        if self.train.seq_len is None:
+            raise ValueError("train.seq_len must be set: it is the context of every model")
+        for name in ("n_tokens", "n_evals", "val_sequences", "threads"):
             check_int(name, getattr(self, name))
-        check_int("warmup_tokens", self.warmup_tokens, minimum=0)
-        check_int("seed", self.seed, minimum=0)
         if self.n_tokens % self.tokens_per_step:
             raise ValueError(f"n_tokens ({self.n_tokens}) must be a multiple of batch_size * "
-                             f"block_size ({self.tokens_per_step}), the tokens of one step")
-        if self.warmup_tokens > self.n_tokens:
-            raise ValueError(f"warmup_tokens ({self.warmup_tokens}) must be <= n_tokens "
+                             f"n_ctx ({self.tokens_per_step}), the tokens of one step")
+        if self.train.warmup_tokens > self.n_tokens:
+            raise ValueError(f"warmup_tokens ({self.train.warmup_tokens}) must be <= n_tokens "
                              f"({self.n_tokens})")
-        for name in ("lr", "grad_clip"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
 
     @property
+    def n_ctx(self) -> int:
+        """The context length of every model, and the training sequence length."""
+        return self.train.seq_len
+
+    @property
     def tokens_per_step(self) -> int:
-        """Tokens in one optimizer step, ``batch_size * block_size``."""
-        return self.batch_size * self.block_size
+        """Tokens in one optimizer step, ``train.batch_size * n_ctx``."""
+        return self.train.batch_size * self.n_ctx
 
     @property
     def max_steps(self) -> int:
@@ -188,22 +191,84 @@ class SweepSettings:
 
     def train_config(self) -> TrainConfig:
         """The :class:`~minigpt.train.TrainConfig` every model of the sweep trains with."""
-        return TrainConfig(
-            max_steps=self.max_steps, batch_size=self.batch_size, seq_len=self.block_size,
-            lr=self.lr, min_lr_ratio=self.min_lr_ratio, warmup_tokens=self.warmup_tokens,
-            decay_tokens=self.n_tokens, weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip, seed=self.seed,
-        )
+        return dataclasses.replace(self.train, max_steps=self.max_steps,
+                                   decay_tokens=self.n_tokens)
+
+    def with_train(self, **changes: Any) -> SweepSettings:
+        """These settings with some fields of the recipe changed (``lr=``, ``seed=``, ...)."""
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (the recipe in full, less what ``n_tokens`` sets)."""
+        train = {k: (list(v) if isinstance(v, tuple) else v)
+                 for k, v in dataclasses.asdict(self.train).items() if k not in _DERIVED}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**fields, "train": train}
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> SweepSettings:
+        """The settings :meth:`to_dict` wrote."""
+        try:
+            train = {k: (tuple(v) if isinstance(v, list) else v)
+                     for k, v in fields["train"].items()}
+            return cls(**{**fields, "train": TrainConfig(**train)})
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"not the fields of SweepSettings.to_dict() (need 'train', "
+                             f"'n_tokens', ...): {err}") from err
 
 
 def model_config(size: ModelSize, settings: SweepSettings, vocab_size: int) -> GPTConfig:
     """The :class:`~minigpt.config.GPTConfig` of ``size``: GPT-3's layout (pre-LN, GELU,
-    learned positions, tied embeddings, biases, no dropout), context ``settings.block_size``."""
+    learned positions, tied embeddings, biases, no dropout), context ``settings.n_ctx``."""
     if not isinstance(size, ModelSize):
         raise ValueError(f"size must be a ModelSize, got {type(size).__name__}")
     check_int("vocab_size", vocab_size)
     return GPTConfig(n_layer=size.n_layer, d_model=size.d_model, n_heads=size.n_heads,
-                     vocab_size=vocab_size, n_ctx=settings.block_size, dropout=0.0)
+                     vocab_size=vocab_size, n_ctx=settings.n_ctx, dropout=0.0)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One trained model of a sweep, as :func:`train_point` measures it and a results file
+    stores it (:meth:`to_dict` / :meth:`from_dict`).
+
+    Attributes:
+        name, n_layer, n_heads, d_model: the :class:`ModelSize`.
+        params: all trainable parameters; ``params_non_embedding``: Kaplan's ``N``.
+        flops_per_token: Kaplan's ``6 N + 6 n_layer n_ctx d_model``
+            (:func:`minigpt.scaling.flops_per_token`).
+        steps, tokens, compute: what was trained, compute in FLOPs.
+        curve: one ``[tokens, compute, val_loss]`` per evaluation (:data:`CURVE_COLUMNS`).
+        final_val_loss: the last evaluation; ``complete``: False after ``stop_after``.
+        wall_seconds: how long training took.
+    """
+
+    name: str
+    n_layer: int
+    n_heads: int
+    d_model: int
+    params: int
+    params_non_embedding: int
+    flops_per_token: float
+    steps: int
+    tokens: int
+    compute: float
+    curve: list[list[float]]
+    final_val_loss: float
+    complete: bool
+    wall_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The point as JSON-ready values."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> SweepPoint:
+        """A point that :meth:`to_dict` wrote."""
+        try:
+            return cls(**fields)
+        except TypeError as err:
+            raise ValueError(f"not a sweep point (the fields of SweepPoint): {err}") from err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,26 +395,21 @@ def train_point(
     data: CharData | None = None,
     *,
     stop_after: int | None = None,
-) -> dict[str, Any]:
+) -> SweepPoint:
     """Train one model of the family and measure it.
 
-    The model is built from ``torch.manual_seed(settings.seed)`` and trained for
+    The model is built from ``torch.manual_seed(settings.train.seed)`` and trained for
     ``settings.n_tokens`` tokens (:meth:`SweepSettings.train_config`) on ``data`` (default:
     :func:`char_data` of Shakespeare) with ``settings.threads`` torch threads; after each step
     of :func:`eval_schedule` it is evaluated on the same held-out set (:func:`held_out_set`).
     ``stop_after=k`` stops after the ``k``-th evaluation (the schedule is unchanged), which
     checks the start of a stored curve in a fraction of the time.
 
-    Returns a dict: ``name``, ``n_layer``, ``n_heads``, ``d_model``; ``params`` (all trainable
-    parameters) and ``params_non_embedding`` (Kaplan's ``N``); ``flops_per_token`` (Kaplan's
-    ``6 N + 6 n_layer n_ctx d_model``, :func:`minigpt.scaling.flops_per_token`); ``steps``,
-    ``tokens`` and ``compute`` (FLOPs) trained; ``curve``, one ``[tokens, compute, val_loss]``
-    per evaluation (:data:`CURVE_COLUMNS`); ``final_val_loss`` (the last evaluation);
-    ``complete`` (False after ``stop_after``); ``wall_seconds``.
+    Returns a :class:`SweepPoint`.
     """
     data = _check_data(data)
     config = model_config(size, settings, len(data.vocab))
-    x_val, y_val = held_out_set(data.val, settings.val_sequences, settings.block_size)
+    x_val, y_val = held_out_set(data.val, settings.val_sequences, settings.n_ctx)
     schedule = eval_schedule(settings.max_steps, settings.n_evals)
     if stop_after is not None:
         check_int("stop_after", stop_after)
@@ -357,29 +417,29 @@ def train_point(
     fpt = flops_per_token(config)
     t0 = time.perf_counter()
     with torch_threads(settings.threads):
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(settings.train.seed)
         model = GPT(config)
         trainer = Trainer(model, data.train, settings.train_config())
         curve = []
         for step in schedule:
             trainer.train(steps=step - trainer.step)
-            loss = evaluate(model, x_val, y_val, batch_size=4 * settings.batch_size)
+            loss = evaluate(model, x_val, y_val, batch_size=4 * settings.train.batch_size)
             curve.append([trainer.tokens_seen, trainer.tokens_seen * fpt, loss])
-    return {
-        "name": size.name,
+    return SweepPoint(
+        name=size.name,
         **dataclasses.asdict(size),
-        "params": count_parameters(config),
-        "params_non_embedding": count_parameters(config, non_embedding=True),
-        "flops_per_token": fpt,
-        "steps": trainer.step,
-        "tokens": trainer.tokens_seen,
-        "compute": training_flops(config, trainer.tokens_seen, attention=True,
-                                  params="non_embedding"),
-        "curve": curve,
-        "final_val_loss": curve[-1][2],
-        "complete": trainer.step == settings.max_steps,
-        "wall_seconds": time.perf_counter() - t0,
-    }
+        params=count_parameters(config),
+        params_non_embedding=count_parameters(config, non_embedding=True),
+        flops_per_token=fpt,
+        steps=trainer.step,
+        tokens=trainer.tokens_seen,
+        compute=training_flops(config, trainer.tokens_seen, attention=True,
+                               params="non_embedding"),
+        curve=curve,
+        final_val_loss=curve[-1][2],
+        complete=trainer.step == settings.max_steps,
+        wall_seconds=time.perf_counter() - t0,
+    )
 
 
 def run_sweep(
@@ -388,7 +448,7 @@ def run_sweep(
     data: CharData | None = None,
     *,
     log: Callable[[str], None] | None = print,
-) -> list[dict[str, Any]]:
+) -> list[SweepPoint]:
     """:func:`train_point` for each of ``sizes`` (same data, same settings), in order; ``log``
     (default ``print``, ``None`` for silence) gets one line per finished point."""
     if not sizes:
@@ -399,9 +459,9 @@ def run_sweep(
         point = train_point(size, settings, data)
         results.append(point)
         if log is not None:
-            log(f"{point['name']:>12}  N={point['params_non_embedding']:>8,}  "
-                f"C={point['compute']:.3g} FLOPs  val loss {point['final_val_loss']:.4f}  "
-                f"({point['wall_seconds']:.1f} s)")
+            log(f"{point.name:>12}  N={point.params_non_embedding:>8,}  "
+                f"C={point.compute:.3g} FLOPs  val loss {point.final_val_loss:.4f}  "
+                f"({point.wall_seconds:.1f} s)")
     return results
 
 
@@ -421,7 +481,7 @@ def sweep_parameters(
         "format_version": FORMAT_VERSION,
         "command": command,
         "sizes": [dataclasses.asdict(s) for s in sizes],
-        "settings": dataclasses.asdict(settings),
+        "settings": settings.to_dict(),
         "data": data.description,
         "curve_columns": list(CURVE_COLUMNS),
         "compute": "Kaplan et al. (2020): 6 N + 6 n_layer n_ctx d_model FLOPs per token, "
@@ -437,7 +497,7 @@ def settings_from_parameters(parameters: dict[str, Any]) -> tuple[list[ModelSize
     """The sizes and settings stored by :func:`sweep_parameters`, as objects again."""
     try:
         sizes = [ModelSize(**s) for s in parameters["sizes"]]
-        settings = SweepSettings(**parameters["settings"])
+        settings = SweepSettings.from_dict(parameters["settings"])
     except (KeyError, TypeError) as err:
         raise ValueError(f"not the parameters of a sweep (need 'sizes' and 'settings' as "
                          f"written by sweep_parameters): {err}") from err
@@ -445,7 +505,7 @@ def settings_from_parameters(parameters: dict[str, Any]) -> tuple[list[ModelSize
 
 
 def save_results(
-    path: str | os.PathLike[str], results: Sequence[dict[str, Any]], parameters: dict[str, Any]
+    path: str | os.PathLike[str], results: Sequence[SweepPoint], parameters: dict[str, Any]
 ) -> None:
     """Write ``{"parameters": ..., "points": ...}`` to ``path`` with
     :func:`minigpt.lab.record.save` (floats rounded to 6 significant digits)."""
@@ -454,12 +514,12 @@ def save_results(
     if not isinstance(parameters, dict):
         raise ValueError(f"parameters must be a dict (sweep_parameters()), "
                          f"got {type(parameters).__name__}")
-    record.save({"parameters": parameters, "points": list(results)}, path)
+    record.save({"parameters": parameters, "points": [p.to_dict() for p in results]}, path)
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a file written by :func:`save_results`: ``{"parameters": {...}, "points": [...]}``,
-    points sorted by ``params_non_embedding``."""
+    the points as :class:`SweepPoint`, sorted by ``params_non_embedding``."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no results file at {str(path)!r}; run experiments/scaling_law.py")
@@ -467,15 +527,16 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(document, dict) or not {"parameters", "points"} <= document.keys():
         raise ValueError(f"{str(path)!r} is not a sweep results file (needs 'parameters' and "
                          f"'points')")
-    document["points"].sort(key=lambda p: p["params_non_embedding"])
-    return document
+    points = sorted((SweepPoint.from_dict(p) for p in document["points"]),
+                    key=lambda p: p.params_non_embedding)
+    return {**document, "points": points}
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading the results
 
 
-def reproduces(stored: dict[str, Any], live: dict[str, Any], tol: float = 0.01) -> bool:
+def reproduces(stored: SweepPoint, live: SweepPoint, tol: float = 0.01) -> bool:
     """Whether a point trained again (``live``) matches a stored one: same model and tokens,
     and every loss of the shared part of the curve within ``tol`` nats.
 
@@ -484,34 +545,37 @@ def reproduces(stored: dict[str, Any], live: dict[str, Any], tol: float = 0.01) 
     ``minigpt/lab/results/scaling_law.json`` drifts by about 0.0005 nats, well inside the default
     ``tol = 0.01``; larger models drift by up to about 0.01 (see the module docstring).
 
-    >>> a = {"params_non_embedding": 10, "curve": [[64, 1e3, 3.2], [128, 2e3, 2.9]]}
-    >>> reproduces(a, {**a, "curve": [[64, 1e3, 3.204]]}), reproduces(a, {**a, "curve": []})
+    >>> a = SweepPoint("L1", 1, 1, 8, 100, 10, 60.0, 2, 128, 2e3, [[64, 1e3, 3.2], [128, 2e3, 2.9]],
+    ...                2.9, True, 1.0)
+    >>> b = dataclasses.replace(a, curve=[[64, 1e3, 3.204]])
+    >>> reproduces(a, b), reproduces(a, dataclasses.replace(a, curve=[]))
     (True, False)
     """
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}")
-    if stored["params_non_embedding"] != live["params_non_embedding"]:
+    if stored.params_non_embedding != live.params_non_embedding:
         return False
-    shared = min(len(stored["curve"]), len(live["curve"]))
+    shared = min(len(stored.curve), len(live.curve))
     if shared == 0:
         return False
-    pairs = zip(stored["curve"][:shared], live["curve"][:shared], strict=True)
+    pairs = zip(stored.curve[:shared], live.curve[:shared], strict=True)
     return all(s[0] == t[0] and abs(s[2] - t[2]) <= tol for s, t in pairs)
 
 
-def compute_frontier(points: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+def compute_frontier(points: Sequence[SweepPoint]) -> tuple[np.ndarray, np.ndarray]:
     """The compute-efficient frontier of a sweep: the lower envelope of all learning curves.
 
     Every evaluation of every point is a ``(compute, val_loss)`` pair; the frontier keeps those
     that no pair with less (or equal) compute beats, sorted by compute. Returns
     ``(compute, loss)`` arrays, each of shape ``(k,)``.
 
-    >>> small = {"curve": [[1, 1.0, 3.0], [2, 2.0, 2.5], [4, 4.0, 2.3]]}
-    >>> big = {"curve": [[1, 2.0, 2.8], [2, 4.0, 2.1]]}
+    >>> a = SweepPoint("L1", 1, 1, 8, 100, 10, 60.0, 4, 4, 4.0, [], 2.3, True, 1.0)
+    >>> small = dataclasses.replace(a, curve=[[1, 1.0, 3.0], [2, 2.0, 2.5], [4, 4.0, 2.3]])
+    >>> big = dataclasses.replace(a, curve=[[1, 2.0, 2.8], [2, 4.0, 2.1]])
     >>> [a.tolist() for a in compute_frontier([small, big])]
     [[1.0, 2.0, 4.0], [3.0, 2.5, 2.1]]
     """
-    pairs = sorted((row[1], row[2]) for p in points for row in p["curve"])
+    pairs = sorted((row[1], row[2]) for p in points for row in p.curve)
     if not pairs:
         raise ValueError("compute_frontier needs points with non-empty curves")
     frontier: list[tuple[float, float]] = []

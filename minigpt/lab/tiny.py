@@ -5,8 +5,8 @@ The chapters on activations and normalization ask questions about parts of a tra
 models keep just the parts in question:
 
 * :class:`TinyLM`, a character-level language model in the style of Bengio et al. (2003): the
-  embeddings of the last ``context`` characters are concatenated and projected to ``d_model``,
-  then go through ``n_layers`` residual feed-forward blocks (:class:`ResidualBlock`, the MLP
+  embeddings of the last ``n_ctx`` characters are concatenated and projected to ``d_model``,
+  then go through ``n_layer`` residual feed-forward blocks (:class:`ResidualBlock`, the MLP
   half of a transformer block) and an output layer that scores every next character.
 * :class:`ResidualBlock` with a switch between the two places a transformer puts its norm::
 
@@ -21,9 +21,9 @@ models keep just the parts in question:
 Example::
 
     vocab = char_vocab(text)
-    x, y = char_windows(text, context=8, vocab=vocab)      # (N, 8) and (N,)
+    x, y = char_windows(text, n_ctx=8, vocab=vocab)      # (N, 8) and (N,)
     torch.manual_seed(0)
-    model = TinyLM(len(vocab), context=8, activation="swiglu")
+    model = TinyLM(len(vocab), n_ctx=8, activation="swiglu")
     losses = train_steps(model, x, y, steps=150, seed=0)
 """
 
@@ -87,27 +87,27 @@ def char_vocab(text: str) -> list[str]:
     return sorted(set(text))
 
 
-def char_windows(text: str, context: int, vocab: Sequence[str]) -> tuple[Tensor, Tensor]:
-    """Every (context characters, next character) pair of ``text``, as ids in ``vocab``.
+def char_windows(text: str, n_ctx: int, vocab: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Every (n_ctx characters, next character) pair of ``text``, as ids in ``vocab``.
 
-    Returns ``x`` of shape (N, context) and ``y`` of shape (N,), N = len(text) - context:
+    Returns ``x`` of shape (N, n_ctx) and ``y`` of shape (N,), N = len(text) - n_ctx:
     ``y[i]`` is the character that follows ``x[i]``.
 
     >>> x, y = char_windows("abcd", 2, vocab=["a", "b", "c", "d"])
     >>> x.tolist(), y.tolist()
     ([[0, 1], [1, 2]], [2, 3])
     """
-    if context < 1:
-        raise ValueError(f"context must be at least 1 character, got {context}")
-    if len(text) <= context:
-        raise ValueError(f"text of {len(text)} characters is too short for context {context}")
+    if n_ctx < 1:
+        raise ValueError(f"n_ctx must be at least 1 character, got {n_ctx}")
+    if len(text) <= n_ctx:
+        raise ValueError(f"text of {len(text)} characters is too short for n_ctx {n_ctx}")
     stoi = {ch: i for i, ch in enumerate(vocab)}
     unknown = sorted(set(text) - stoi.keys())
     if unknown:
         raise ValueError(f"characters {unknown} are not in the vocabulary; build it with "
                          "char_vocab on a text that contains them")
     ids = torch.tensor([stoi[ch] for ch in text], dtype=torch.long)
-    windows = ids.unfold(0, context + 1, 1)  # (N, context + 1)
+    windows = ids.unfold(0, n_ctx + 1, 1)  # (N, n_ctx + 1)
     return windows[:, :-1].contiguous(), windows[:, -1].contiguous()
 
 
@@ -174,9 +174,9 @@ class ResidualBlock(nn.Module):
 
 
 class TinyLM(nn.Module):
-    """Character-level MLP language model: last ``context`` characters -> next-character logits.
+    """Character-level MLP language model: last ``n_ctx`` characters -> next-character logits.
 
-    Input ids (B, context) -> logits (B, vocab_size)::
+    Input ids (B, n_ctx) -> logits (B, vocab_size)::
 
         x = proj(concat(embed(c_1), ..., embed(c_context)))       (B, d_model)
         x = block_L(... block_1(x))                               residual FFN blocks
@@ -188,10 +188,10 @@ class TinyLM(nn.Module):
 
     Args:
         vocab_size: number of distinct characters.
-        context: how many previous characters the model reads.
+        n_ctx: how many previous characters the model reads.
         d_embed: size of each character embedding.
         d_model: width of the residual stream.
-        n_layers: number of residual blocks.
+        n_layer: number of residual blocks.
         d_hidden: FFN hidden size, or None for the parameter-matched default.
         activation, norm, norm_position, bias: as in :class:`ResidualBlock`.
     """
@@ -199,10 +199,10 @@ class TinyLM(nn.Module):
     def __init__(
         self,
         vocab_size: int,
-        context: int = 8,
+        n_ctx: int = 8,
         d_embed: int = 16,
         d_model: int = 48,
-        n_layers: int = 2,
+        n_layer: int = 2,
         d_hidden: int | None = None,
         activation: str = "gelu_tanh",
         norm: str = "layernorm",
@@ -210,30 +210,30 @@ class TinyLM(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in [("vocab_size", vocab_size), ("context", context),
+        for name, value in [("vocab_size", vocab_size), ("n_ctx", n_ctx),
                             ("d_embed", d_embed), ("d_model", d_model)]:
             if value < 1:
                 raise ValueError(f"{name} must be positive, got {value}")
-        if n_layers < 0:
-            raise ValueError(f"n_layers must be >= 0, got {n_layers}")
+        if n_layer < 0:
+            raise ValueError(f"n_layer must be >= 0, got {n_layer}")
         if d_hidden is None:
             d_hidden = matched_hidden_size(d_model, gated=activation in GATED_ACTIVATIONS)
-        self.context = context
+        self.n_ctx = n_ctx
         self.embed = nn.Embedding(vocab_size, d_embed)
-        self.proj = nn.Linear(context * d_embed, d_model, bias=bias)
+        self.proj = nn.Linear(n_ctx * d_embed, d_model, bias=bias)
         self.blocks = nn.ModuleList(
             ResidualBlock(d_model, d_hidden, activation, norm, norm_position, bias)
-            for _ in range(n_layers)
+            for _ in range(n_layer)
         )
         pre = norm_position == "pre"
         self.final_norm = make_tiny_norm(norm, d_model, bias) if pre else nn.Identity()
         self.head = nn.Linear(d_model, vocab_size, bias=bias)
 
     def forward(self, idx: Tensor) -> Tensor:
-        """Shape: (B, context) long -> (B, vocab_size) logits."""
-        if idx.ndim != 2 or idx.shape[1] != self.context:
+        """Shape: (B, n_ctx) long -> (B, vocab_size) logits."""
+        if idx.ndim != 2 or idx.shape[1] != self.n_ctx:
             raise ValueError(
-                f"TinyLM expected ids of shape (B, {self.context}), got {tuple(idx.shape)}"
+                f"TinyLM expected ids of shape (B, {self.n_ctx}), got {tuple(idx.shape)}"
             )
         x = self.proj(rearrange(self.embed(idx), "b k e -> b (k e)"))
         for block in self.blocks:
@@ -456,19 +456,19 @@ class AttentionBlock(nn.Module):
 class TinyTransformer(nn.Module):
     """A small causal transformer: ids ``(B, T)`` -> next-token logits ``(B, T, vocab_size)``.
 
-    Token embedding, a position scheme, ``n_layers`` :class:`AttentionBlock`, a final LayerNorm
+    Token embedding, a position scheme, ``n_layer`` :class:`AttentionBlock`, a final LayerNorm
     and an output layer.  ``positions``:
 
-    * ``"learned"``: a trained table of ``max_len`` vectors added to the input (GPT-3); it has
-      no row for position ``max_len`` or beyond, so longer inputs raise a ValueError;
+    * ``"learned"``: a trained table of ``n_ctx`` vectors added to the input (GPT-3); it has
+      no row for position ``n_ctx`` or beyond, so longer inputs raise a ValueError;
     * ``"sinusoidal"``: the fixed table of Vaswani et al., added to the input;
     * ``"rope"`` or ``"alibi"``: applied inside every attention layer;
     * ``"none"``: no position information except the causal mask.
 
-    ``max_len`` is the size of the tables (learned, sinusoidal, RoPE): the longest input the
+    ``n_ctx`` is the size of the tables (learned, sinusoidal, RoPE): the longest input the
     model accepts.  ``windows`` gives each layer's band width (``None`` = dense).
 
-    >>> model = TinyTransformer(vocab_size=10, max_len=16, d_model=16, n_heads=2, n_layers=2)
+    >>> model = TinyTransformer(vocab_size=10, n_ctx=16, d_model=16, n_heads=2, n_layer=2)
     >>> model(torch.zeros(3, 5, dtype=torch.long)).shape
     torch.Size([3, 5, 10])
     >>> model.attention_maps(torch.zeros(1, 5, dtype=torch.long)).shape  # (layer, B, H, T, T)
@@ -476,27 +476,27 @@ class TinyTransformer(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, max_len: int = 64, d_model: int = 32, n_heads: int = 2,
-        n_layers: int = 2, d_hidden: int = 0, positions: str = "learned",
+        self, vocab_size: int, n_ctx: int = 64, d_model: int = 32, n_heads: int = 2,
+        n_layer: int = 2, d_hidden: int = 0, positions: str = "learned",
         n_kv_heads: int | None = None, windows: Sequence[int | None] | None = None,
     ) -> None:
         super().__init__()
         if positions not in TINY_POSITIONS:
             raise ValueError(f"unknown positions {positions!r}; allowed: {list(TINY_POSITIONS)}")
-        windows = [None] * n_layers if windows is None else list(windows)
-        if len(windows) != n_layers:
-            raise ValueError(f"windows needs one entry per layer ({n_layers}), got {len(windows)}")
-        self.positions, self.max_len = positions, max_len
+        windows = [None] * n_layer if windows is None else list(windows)
+        if len(windows) != n_layer:
+            raise ValueError(f"windows needs one entry per layer ({n_layer}), got {len(windows)}")
+        self.positions, self.n_ctx = positions, n_ctx
         self.embed = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.pos = None
         if positions == "learned":
-            self.pos = LearnedPositionalEmbedding(max_len, d_model)
+            self.pos = LearnedPositionalEmbedding(n_ctx, d_model)
         elif positions == "sinusoidal":
-            self.pos = SinusoidalPositionalEmbedding(max_len, d_model)
+            self.pos = SinusoidalPositionalEmbedding(n_ctx, d_model)
         inner = positions if positions in ("rope", "alibi") else None
         self.blocks = nn.ModuleList(
-            AttentionBlock(d_model, n_heads, d_hidden, inner, max_len, n_kv_heads, w)
+            AttentionBlock(d_model, n_heads, d_hidden, inner, n_ctx, n_kv_heads, w)
             for w in windows
         )
         self.final_norm = LayerNorm(d_model)
@@ -517,7 +517,7 @@ class TinyTransformer(nn.Module):
 
     @torch.no_grad()
     def attention_maps(self, idx: Tensor) -> Tensor:
-        """Every layer's attention weights on ``idx``: ``(n_layers, B, H, T, T)``."""
+        """Every layer's attention weights on ``idx``: ``(n_layer, B, H, T, T)``."""
         x, maps = self._input(idx), []
         for block in self.blocks:
             maps.append(block.attention_weights(x))
