@@ -110,6 +110,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     """The :class:`GPT` saved at ``path`` by :func:`save_checkpoint`, in eval mode.
 
     Reads the config from the file's header and the tensors with ``safetensors`` (no pickle).
+    Loading draws no number from PyTorch's global random generator.
     Raises ``FileNotFoundError`` if there is no file and ``ValueError`` if the file is not a
     minigpt checkpoint or its tensors do not fit its config.
     """
@@ -117,7 +118,8 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
 
     header = _header(path)
     config = GPTConfig(**json.loads(header[CONFIG_KEY]))
-    model = GPT(config)
+    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the
+        model = GPT(config)  # caller's random numbers where they were
     tensors = load_file(str(path), device=str(device))
     if config.tie_embeddings:
         tensors.setdefault("lm_head.weight", tensors.get("transformer.wte.weight"))

@@ -33,6 +33,9 @@ import colab_cell  # noqa: E402
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 DIST = PYPROJECT["project"]["name"]
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+#: The distribution's own top-level packages (tool.setuptools.packages.find).
+OWN = {pattern.rstrip("*") for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]
+       ["include"]}
 
 
 def canonical(name: str) -> str:
@@ -113,7 +116,7 @@ def imports_of(source: str) -> list[tuple[str, int, bool]]:
     visitor = Imports()
     visitor.visit(ast.parse(source))
     return [(name, line, lazy) for name, line, lazy in visitor.found
-            if name not in STDLIB and name != "minigpt"]
+            if name not in STDLIB and name not in OWN]
 
 
 def cell_python(source: str) -> str:
@@ -157,7 +160,8 @@ def distributions(module: str) -> set[str]:
 
 def test_imports_are_found():
     names = {name for name, _, _ in package_imports()} | {n for n, _, _ in chapter_imports()}
-    assert {"torch", "numpy", "regex", "matplotlib", "ipywidgets", "sentencepiece"} <= names
+    assert {"torch", "numpy", "regex", "matplotlib", "sentencepiece"} <= names
+    assert OWN == {"minigpt", "exercises"}
     assert len(list((ROOT / "minigpt").rglob("*.py"))) > 10
 
 
