@@ -235,6 +235,8 @@ def test_live_summary_averages_every_cell():
     assert icl.LiveSlice.from_dict(live.to_dict()) == live
     with pytest.raises(ValueError, match="no accuracies"):
         icl.live_summary(icl.LiveSlice(3, 1.0, {}))
+    with pytest.raises(ValueError, match="missing: accuracy"):
+        icl.LiveSlice.from_dict({"step": 3, "loss": 1.0})
 
 
 # --------------------------------------------------------------------------------------------

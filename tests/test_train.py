@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from minigpt.config import GPTConfig
+from minigpt.config import GPTConfig, get_config
 from minigpt.model import GPT
 from minigpt.train import (
     TokenBatcher,
@@ -259,3 +259,18 @@ def test_train_step_is_the_trainers_update_with_one_micro_batch():
         assert loss == pytest.approx(record["loss"], rel=1e-6)
     for a, b in zip(trainer.model.parameters(), model.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_evaluate_restores_the_mode_and_rejects_mismatched_data() -> None:
+    from minigpt.train import evaluate
+
+    torch.manual_seed(0)
+    model = GPT(get_config("tiny")).train()
+    x = torch.randint(0, model.config.vocab_size, (3, 8))
+    y = torch.randint(0, model.config.vocab_size, (3, 8))
+    want = float(model.eval()(x, y)[1])
+    model.train()
+    assert evaluate(model, x, y, batch_size=2) == pytest.approx(want, rel=1e-6)
+    assert model.training  # put back in the mode it was in
+    with pytest.raises(ValueError, match="same number"):
+        evaluate(model, x, y[:2])

@@ -583,7 +583,11 @@ class LiveSlice:
 
     @classmethod
     def from_dict(cls, fields: Mapping[str, Any]) -> LiveSlice:
-        """The slice a results file stored."""
+        """The slice a results file stored; ``ValueError`` if a field is missing."""
+        missing = {"step", "loss", "accuracy"} - set(fields)
+        if missing:
+            raise ValueError(f"a live slice needs 'step', 'loss' and 'accuracy'; missing: "
+                             f"{', '.join(sorted(missing))}")
         return cls(step=int(fields["step"]), loss=float(fields["loss"]),
                    accuracy=fields["accuracy"])
 
